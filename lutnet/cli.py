@@ -91,10 +91,9 @@ def _train(a):
 
 def _build(a):
     from . import flow
-    from .hdl.emit import PipelineOptions
 
     out = a.out or os.path.join(os.path.dirname(flow.resolve_model(a.model)) or ".", "build")
-    pipeline = PipelineOptions(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage)
+    pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage)
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth)
     figures = f"{s['luts']} LUT{s['lut_size']}, {s['ffs']} FF, {s['carry']} carry" if "luts" in s else "synthesis skipped"
     print(f"{figures}, latency {s['latency']} cycles -> {out}")

@@ -28,15 +28,15 @@ def resolve_model(path) -> Path:
     return path
 
 
-def build(model, out_dir, *, board: str = "xc7", pipeline=None, run_synth: bool = True,
+def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, run_synth: bool = True,
           log=print) -> dict:
     """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``."""
-    from .hdl.emit import PipelineOptions, generate
-
     src = resolve_model(model)
     net = Network.load(src)
     target = targets.load(board)
-    pipeline = pipeline or PipelineOptions()
+    from .hdl.emit import PipelineOptions, generate
+
+    pipeline = PipelineOptions(**(pipeline or {}))
     t0 = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
         shutil.copyfile(src, tmp / MODEL_FILE)
@@ -58,11 +58,11 @@ def build(model, out_dir, *, board: str = "xc7", pipeline=None, run_synth: bool 
 def simulate(build_dir, *, simulator: str = "verilator", limit: int | None = None, data_dir=None,
              out_dir=None, random_ready: bool = False, log=print) -> dict:
     """Stream the model's test set through the RTL and compare with the golden model."""
-    from .sim.runner import run as run_rtl
-
     build_dir = Path(build_dir)
     if not (build_dir / "lutnet_top.v").is_file() or not (build_dir / "design.json").is_file():
         raise FileNotFoundError(f"{build_dir}: not a build directory (no lutnet_top.v/design.json); run `lutnet build` first")
+    from .sim.runner import run as run_rtl
+
     net = Network.load(build_dir / MODEL_FILE)
     name = net.meta.get("dataset")
     if name is None:
