@@ -1,0 +1,282 @@
+"""Hardware for each IR op: input encoder, XNOR-popcount-threshold layer, XNOR head with argmax.
+
+Each component is combinational logic plus optional pipeline registers. All registers load only
+while ``en`` is 1 (the global pipeline enable of :class:`~lutnet.hdl.top.LutnetTop`), so a
+stalled pipeline holds its data. Data registers have no reset: the valid bits, kept by the top,
+say which data are meaningful. ``latency`` is the number of register levels between ``i`` and
+``o``; with ``en`` held at 1, ``o`` follows ``i`` by exactly ``latency`` cycles.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from lutnet import ir
+from .options import register_count, registered_after
+from .popcount import build_popcounts, popcount_depth
+
+__all__ = ["EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "class_bits"]
+
+
+def class_bits(n_classes: int) -> int:
+    """Width of a class index: ``max(1, ceil(log2(n_classes)))``.
+
+    >>> [class_bits(n) for n in (2, 3, 4, 10, 16, 17)]
+    [1, 2, 2, 4, 4, 5]
+    """
+    return max(1, (int(n_classes) - 1).bit_length())
+
+
+def _check_kind(value, kind, what):
+    if not isinstance(value, kind):
+        raise TypeError(f"{what} must be an ir.{kind.__name__}, not {type(value).__name__}")
+
+
+def _check_period(value, name):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                              or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
+    return None if value is None else int(value)
+
+
+def _output(m: Module, value, en, register: bool, name: str):
+    """``value`` itself, or a register of it loaded while ``en``."""
+    return _signal(m, value, en, True, name) if register else value
+
+
+def _signal(m: Module, value, en, register: bool, name: str) -> Signal:
+    """A signal driven by ``value``, through a register loaded while ``en`` if ``register``.
+
+    Values used more than once go through a signal: Amaranth copies a shared expression once per
+    use when it lowers a design.
+    """
+    sig = Signal(len(value), name=name, reset_less=True)
+    if register:
+        with m.If(en):
+            m.d.sync += sig.eq(value)
+    else:
+        m.d.comb += sig.eq(value)
+    return sig
+
+
+def _drive(m: Module, port, value, en, register: bool):
+    """Drive the output ``port`` from ``value``, through a register loaded while ``en`` if asked.
+
+    The register is reset-less and has the port's name, so the Verilog port keeps that name.
+    """
+    m.d.comb += port.eq(_output(m, value, en, register, port.name))
+
+
+class EncoderComponent(wiring.Component):
+    """Raw unsigned features to bits: ``o[f * levels + t] = i_f >= thresholds[f, t]``.
+
+    Feature ``f`` is ``i[f * input_bits +: input_bits]``. A threshold of 0 is a constant 1 and one
+    of ``2 ** input_bits`` a constant 0.
+
+    Parameters
+    ----------
+    encoder : ir.Encoder
+    register : bool
+        Register the output bits.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    i : In(n_features * input_bits)
+        Raw features.
+    o : Out(n_features * levels)
+        Encoded bits.
+    latency : int
+        1 if ``register`` else 0 cycles.
+    """
+
+    def __init__(self, encoder: ir.Encoder, *, register: bool = True):
+        _check_kind(encoder, ir.Encoder, "encoder")
+        self.ir = encoder
+        self.register = bool(register)
+        self.latency = int(self.register)
+        super().__init__({
+            "en": In(1),
+            "i": In(encoder.n_features * encoder.input_bits),
+            "o": Out(encoder.n_out),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        enc = self.ir
+        b, full = enc.input_bits, 2 ** enc.input_bits
+        thresholds = enc.thresholds.tolist()
+        bits = []
+        for f in range(enc.n_features):
+            x = self.i[f * b:(f + 1) * b]
+            for t in thresholds[f]:
+                bits.append(Const(1, 1) if t == 0 else Const(0, 1) if t == full else x >= t)
+        _drive(m, self.o, Cat(*bits), self.en, self.register)
+        return m
+
+
+class XnorLayerComponent(wiring.Component):
+    """XNOR-popcount-threshold layer: ``o[j] = popcount(~(i ^ weights[j])) >= thresholds[j]``.
+
+    Popcounts are balanced adder trees (see :mod:`lutnet.hdl.popcount`); a threshold of 0 is a
+    constant 1 and one of ``n_in + 1`` a constant 0 (no tree is built for such a row).
+
+    Parameters
+    ----------
+    layer : ir.XnorLayer
+    register : bool
+        Register the output bits.
+    adder_levels_per_stage : int or None
+        Register inside the adder trees every this many levels (never after the last level).
+    share_subtrees : bool
+        Build identical subtrees (same inputs, same weights) once for all rows.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    i : In(n_in)
+        Input bits.
+    o : Out(n_out)
+        Output bits.
+    latency : int
+        ``(ceil(log2(n_in)) - 1) // adder_levels_per_stage`` (0 for None), plus 1 if ``register``.
+    """
+
+    def __init__(self, layer: ir.XnorLayer, *, register: bool = True,
+                 adder_levels_per_stage: int | None = None, share_subtrees: bool = True):
+        _check_kind(layer, ir.XnorLayer, "layer")
+        self.ir = layer
+        self.register = bool(register)
+        self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
+                                                    "adder_levels_per_stage")
+        self.share_subtrees = bool(share_subtrees)
+        self.tree_latency = register_count(popcount_depth(layer.n_in), self.adder_levels_per_stage)
+        self.latency = self.tree_latency + int(self.register)
+        super().__init__({
+            "en": In(1),
+            "i": In(layer.n_in),
+            "o": Out(layer.n_out),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self.ir
+        thresholds = layer.thresholds.tolist()
+        live = [j for j, t in enumerate(thresholds) if 0 < t <= layer.n_in]
+        counts, latency = build_popcounts(
+            m, self.i, layer.weights[live], en=self.en, levels_per_stage=self.adder_levels_per_stage,
+            share=self.share_subtrees, name="sum")
+        assert latency == self.tree_latency
+        count_of = dict(zip(live, counts))
+        bits = []
+        for j, t in enumerate(thresholds):
+            if t == 0:
+                bits.append(Const(1, 1))
+            elif t > layer.n_in:
+                bits.append(Const(0, 1))
+            else:
+                bits.append(count_of[j] >= t)
+        _drive(m, self.o, Cat(*bits), self.en, self.register)
+        return m
+
+
+class XnorHeadComponent(wiring.Component):
+    """XNOR head: class scores ``popcount(~(i ^ weights[c]))`` and their argmax.
+
+    The argmax is a balanced tree of comparisons of adjacent candidates, keeping the left one
+    when its score is ``>=`` the right one's, so ties go to the lowest index.
+
+    Parameters
+    ----------
+    head : ir.XnorHead
+    adder_levels_per_stage : int or None
+        Register inside the score adder trees every this many levels.
+    register_scores : bool
+        Register the scores before the argmax.
+    argmax_levels_per_stage : int or None
+        Register inside the argmax tree every this many levels (the scores are delayed alike).
+    register_output : bool
+        Register ``o``.
+    share_subtrees : bool
+        Build identical adder subtrees once for all classes.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    i : In(n_in)
+        Input bits.
+    o : Out(class_bits + n_classes * score_bits)
+        Class index at ``o[0 +: class_bits]``, score ``c`` at
+        ``o[class_bits + c * score_bits +: score_bits]``; ``score_bits = n_in.bit_length()``.
+    latency : int
+        Adder-tree registers, + 1 if ``register_scores``, + argmax-tree registers
+        (``(ceil(log2(n_classes)) - 1) // argmax_levels_per_stage``), + 1 if ``register_output``.
+    """
+
+    def __init__(self, head: ir.XnorHead, *, adder_levels_per_stage: int | None = None,
+                 register_scores: bool = True, argmax_levels_per_stage: int | None = None,
+                 register_output: bool = True, share_subtrees: bool = True):
+        _check_kind(head, ir.XnorHead, "head")
+        self.ir = head
+        self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
+                                                    "adder_levels_per_stage")
+        self.argmax_levels_per_stage = _check_period(argmax_levels_per_stage,
+                                                     "argmax_levels_per_stage")
+        self.register_scores = bool(register_scores)
+        self.register_output = bool(register_output)
+        self.share_subtrees = bool(share_subtrees)
+        self.class_bits = class_bits(head.n_classes)
+        self.score_bits = head.score_bits
+        self.tree_latency = register_count(popcount_depth(head.n_in), self.adder_levels_per_stage)
+        self.argmax_latency = register_count(popcount_depth(head.n_classes),
+                                             self.argmax_levels_per_stage)
+        self.latency = (self.tree_latency + int(self.register_scores) + self.argmax_latency
+                        + int(self.register_output))
+        super().__init__({
+            "en": In(1),
+            "i": In(head.n_in),
+            "o": Out(self.class_bits + head.n_classes * self.score_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        head, en = self.ir, self.en
+        counts, latency = build_popcounts(
+            m, self.i, head.weights, en=en, levels_per_stage=self.adder_levels_per_stage,
+            share=self.share_subtrees, name="sum")
+        assert latency == self.tree_latency
+        assert all(len(c) == self.score_bits for c in counts)
+        scores = _signal(m, Cat(*counts), en, self.register_scores, "scores")
+        n, w, cb = head.n_classes, self.score_bits, self.class_bits
+        # Candidates (score, index); an index is a constant until its first comparison. Each
+        # level is a signal, so the comparison feeding two muxes is built once.
+        nodes = [(scores[c * w:(c + 1) * w], Const(c, cb)) for c in range(n)]
+        depth = popcount_depth(n)
+        for level in range(1, depth + 1):
+            last = level == depth
+            merged = []
+            for p in range(0, len(nodes) - 1, 2):
+                (sa, ia), (sb, ib) = nodes[p], nodes[p + 1]
+                keep_left = Signal(name=f"argmax_l{level}_ge{p // 2}")
+                m.d.comb += keep_left.eq(sa >= sb)
+                merged.append((None if last else Mux(keep_left, sa, sb), Mux(keep_left, ia, ib)))
+            if len(nodes) % 2:
+                merged.append(nodes[-1])
+            registered = registered_after(level, self.argmax_levels_per_stage, depth)
+            if last:
+                nodes = merged
+                break
+            flat = Cat(scores, *(v for node in merged for v in node))
+            reg = _signal(m, flat, en, registered, f"argmax_l{level}")
+            scores, pos, nodes = reg[:n * w], n * w, []
+            for _ in merged:
+                nodes.append((reg[pos:pos + w], reg[pos + w:pos + w + cb]))
+                pos += w + cb
+        (_, index), = nodes
+        _drive(m, self.o, Cat(index, scores), en, self.register_output)
+        return m

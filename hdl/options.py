@@ -1,0 +1,83 @@
+"""Pipelining options of the generated hardware.
+
+Every register named here is a pipeline register: all of them advance together on the global
+enable of :class:`~lutnet.hdl.top.LutnetTop`, and each adds one cycle of latency.
+
+>>> PipelineOptions(adder_levels_per_stage=2).adder_levels_per_stage
+2
+>>> PipelineOptions(layers_per_stage=0)
+Traceback (most recent call last):
+...
+ValueError: layers_per_stage must be a positive integer or None, not 0
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+__all__ = ["PipelineOptions"]
+
+_BOOLS = ("register_encoder", "register_scores", "register_output", "share_subtrees")
+_PERIODS = ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Where the pipeline registers go.
+
+    A "per stage" option of ``N`` places a register after every ``N``-th item (layer, adder level,
+    comparison level); ``None`` places none. Registers inside a tree are never placed after its
+    last level (the register that follows the tree serves).
+    """
+
+    register_encoder: bool = True                # register the encoder's output bits
+    layers_per_stage: int | None = 1             # register after every N-th XNOR layer
+    adder_levels_per_stage: int | None = None    # register every N adder levels in popcount trees
+    register_scores: bool = True                 # register the head's class scores
+    argmax_levels_per_stage: int | None = None   # register every N levels of the argmax tree
+    register_output: bool = True                 # register the output payload (class + scores)
+    share_subtrees: bool = True                  # build identical popcount subtrees once per layer
+
+    def __post_init__(self):
+        for name in _BOOLS:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool, not {value!r}")
+            object.__setattr__(self, name, bool(value))
+        for name in _PERIODS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+                    or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
+            object.__setattr__(self, name, int(value))
+
+    def to_dict(self) -> dict:
+        """The options as plain JSON values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PipelineOptions":
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown pipeline options {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def registered_after(level: int, period: int | None, last: int) -> bool:
+    """Whether a "register every ``period``" rule puts a register after ``level`` (1-based)
+    of a chain of ``last`` levels, never after the last one."""
+    return period is not None and level < last and level % period == 0
+
+
+def register_count(last: int, period: int | None) -> int:
+    """How many registers :func:`registered_after` places in a chain of ``last`` levels.
+
+    >>> register_count(10, 3), register_count(9, 3), register_count(10, None)
+    (3, 2, 0)
+    """
+    return 0 if period is None else (last - 1) // period if last > 0 else 0

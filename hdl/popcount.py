@@ -1,0 +1,143 @@
+"""XNOR-popcount as balanced adder trees, one per weight row, built level by level.
+
+Inputs and weights are constant-folded: ``~(x ^ w)`` is ``x[i]`` where ``w[i] = 1`` and ``~x[i]``
+where ``w[i] = 0``. Each row's popcount is a balanced pairwise tree: level ``k`` adds adjacent
+pairs of level ``k - 1`` (an odd last node passes through), each adder only as wide as its largest
+possible sum. All rows of a layer cover the same input ranges at the same nodes, so a node is fully
+described by its input range and the weight bits over it; with ``share=True`` a node needed by
+several rows (same range, same weight bits) is built once. That does not change the function of
+any row, only the number of adders (the same merge a synthesis tool's CSE would make later), and
+it makes generation fast: the work is per distinct node, found with numpy, not per row and bit.
+
+Everything is deterministic: nodes are created in order of level, column, then sorted key.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Signal, Value
+
+from .options import register_count, registered_after
+
+__all__ = ["popcount_depth", "build_popcounts"]
+
+
+def popcount_depth(n_in: int) -> int:
+    """Adder levels of a balanced tree over ``n_in`` bits: ``ceil(log2(n_in))``.
+
+    >>> [popcount_depth(n) for n in (1, 2, 3, 4, 5, 784)]
+    [0, 1, 2, 2, 3, 10]
+    """
+    return (int(n_in) - 1).bit_length()
+
+
+def build_popcounts(m: Module, x: Value, weights: np.ndarray, *, en: Value,
+                    levels_per_stage: int | None, share: bool, name: str):
+    """Build ``popcount(~(x ^ weights[r]))`` for every row ``r``.
+
+    Parameters
+    ----------
+    m : Module
+        Module that receives the logic and the pipeline registers.
+    x : Value
+        Input bits, ``weights.shape[1]`` wide.
+    weights : (rows, n_in) bool array
+    en : Value
+        Pipeline enable: the tree's registers load only while it is 1.
+    levels_per_stage : int or None
+        Register every this many adder levels (never after the last level); None for none.
+    share : bool
+        Build each distinct subtree once (see the module docstring).
+    name : str
+        Prefix of the names of the level signals (``{name}_l{level}``).
+
+    Returns
+    -------
+    (counts, latency)
+        ``counts[r]`` is row ``r``'s count, ``n_in.bit_length()`` bits wide (rows with identical
+        weights may get the very same value); ``latency`` is the number of register levels.
+    """
+    weights = np.asarray(weights, dtype=bool)
+    rows, n_in = weights.shape
+    depth = popcount_depth(n_in)
+    if rows == 0:
+        return [], register_count(depth, levels_per_stage)
+    # Every level lives in signals: Amaranth copies a shared expression once per use when it
+    # lowers a design, so nodes used by several parents must be signals, not expressions.
+    nx = Signal(n_in, name=f"{name}_nx")
+    if not weights.all():
+        m.d.comb += nx.eq(~x)
+    # Per column (an input range): ids (rows,) index vals (the distinct nodes, as Values);
+    # every node of a column has the same maximum count, hence the same width.
+    ids = [weights[:, i].astype(np.int64) for i in range(n_in)]
+    vals = [[nx[i], x[i]] for i in range(n_in)]
+    maxes = [1] * n_in
+    latency = 0
+    for level in range(1, depth + 1):
+        new_ids, new_vals, new_maxes = [], [], []
+        for p in range(0, len(ids) - 1, 2):
+            left, right = ids[p], ids[p + 1]
+            top = maxes[p] + maxes[p + 1]
+            # Amaranth's a + b is one bit wider than the wider operand; keep what can be reached.
+            truncate = top.bit_length() < max(maxes[p], maxes[p + 1]).bit_length() + 1
+            if share:
+                base = len(vals[p + 1])
+                keys, inverse = np.unique(left * base + right, return_inverse=True)
+                pairs = zip((keys // base).tolist(), (keys % base).tolist())
+            else:
+                inverse = np.arange(rows)
+                pairs = zip(left.tolist(), right.tolist())
+            lvals, rvals = vals[p], vals[p + 1]
+            if truncate:
+                width = top.bit_length()
+                column = [(lvals[a] + rvals[b])[:width] for a, b in pairs]
+            else:
+                column = [lvals[a] + rvals[b] for a, b in pairs]
+            new_ids.append(inverse.reshape(rows))
+            new_vals.append(column)
+            new_maxes.append(top)
+        if len(ids) % 2:
+            new_ids.append(ids[-1])
+            new_vals.append(vals[-1])
+            new_maxes.append(maxes[-1])
+        registered = registered_after(level, levels_per_stage, depth)
+        ids, maxes = new_ids, new_maxes
+        vals = _level(m, new_vals, [t.bit_length() for t in maxes], en, registered,
+                      f"{name}_l{level}")
+        latency += registered
+    (root_ids,), (root_vals,) = ids, vals
+    return [root_vals[i] for i in root_ids.tolist()], latency
+
+
+#: Widest signal a level is put into (RTLIL refuses wires of 64k bits or more).
+_CHUNK_BITS = 8192
+
+
+def _level(m: Module, vals: list, widths: list, en: Value, register: bool, name: str) -> list:
+    """Put every node of a level into signals of at most ``_CHUNK_BITS`` bits, through
+    registers loaded while ``en`` if ``register``; return the nodes as slices of them, in the
+    same nesting. ``widths[p]`` is the width of every node of column ``p``."""
+    chunks = [[]]      # lists of (value, width)
+    used = 0
+    for column, w in zip(vals, widths):
+        for v in column:
+            if used + w > _CHUNK_BITS and chunks[-1]:
+                chunks.append([])
+                used = 0
+            chunks[-1].append((v, w))
+            used += w
+    slices = []
+    for k, chunk in enumerate(chunks):
+        sig = Signal(sum(w for _, w in chunk), reset_less=True,
+                     name=name if len(chunks) == 1 else f"{name}_{k}")
+        value = Cat(*(v for v, _ in chunk))
+        if register:
+            with m.If(en):
+                m.d.sync += sig.eq(value)
+        else:
+            m.d.comb += sig.eq(value)
+        pos = 0
+        for _, w in chunk:
+            slices.append(sig[pos:pos + w])
+            pos += w
+    it = iter(slices)
+    return [[next(it) for _ in column] for column in vals]

@@ -1,0 +1,447 @@
+# amaranth: UnusedElaboratable=no
+"""The Amaranth hardware against the golden model, in Amaranth's own simulator.
+
+(The first line keeps Amaranth from warning about tops built here only to read their widths.)
+
+Every streaming test drives ``LutnetTop`` with a producer and a consumer testbench (random input
+gaps, random output stalls), checks each result in order against ``golden.run`` and checks the
+stream rules on the way: a stalled output holds still, ``o_stream.valid`` does not depend on
+``o_stream.ready``, nothing is dropped or duplicated.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.hdl import ClockDomain, Module
+from amaranth.sim import Simulator
+
+from lutnet import golden, ir
+from lutnet.hdl import (PORTS, EncoderComponent, LutnetTop, PipelineOptions, XnorHeadComponent,
+                        XnorLayerComponent, class_bits, generate, to_verilog)
+
+# -- random networks ---------------------------------------------------------------------------
+
+def _layer_thresholds(rng, n_in, n_out):
+    """Mostly near the middle of the popcount's range (so bits vary), some constant 0 / n_in+1."""
+    spread = max(1, int(np.sqrt(n_in)))
+    t = rng.integers(max(0, n_in // 2 - spread), min(n_in + 1, n_in // 2 + spread + 1) + 1, n_out)
+    kind = rng.random(n_out)
+    t[kind < 0.1] = 0
+    t[(kind >= 0.1) & (kind < 0.2)] = n_in + 1
+    return np.clip(t, 0, n_in + 1)
+
+
+def make_net(seed, *, widths=None, features=None, input_bits=None, levels=None, classes=None):
+    """A random network: widths 1..40, 1..3 layers, encoder levels 1..3, some duplicate rows."""
+    rng = np.random.default_rng(seed)
+    input_bits = input_bits or int(rng.integers(1, 5))
+    features = features or int(rng.integers(1, 9))
+    levels = levels or int(rng.integers(1, 4))
+    if widths is None:
+        widths = [int(w) for w in rng.integers(1, 41, int(rng.integers(1, 4)))]
+    classes = classes or int(rng.integers(2, 7))
+    enc = ir.Encoder(rng.integers(0, 2 ** input_bits + 1, (features, levels)), input_bits)
+    layers, n_in = [], enc.n_out
+    for w in widths:
+        weights = rng.integers(0, 2, (w, n_in)).astype(bool)
+        if w > 2:
+            weights[-1] = weights[0]       # identical rows share their whole tree
+        layers.append(ir.XnorLayer(weights, _layer_thresholds(rng, n_in, w)))
+        n_in = w
+    head_w = rng.integers(0, 2, (classes, n_in)).astype(bool)
+    if classes > 2:
+        head_w[-1] = head_w[1]             # equal scores: ties go to the lowest index
+    return ir.Network(enc, layers, ir.XnorHead(head_w))
+
+
+def make_inputs(net, n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2 ** net.encoder.input_bits, (n, net.encoder.n_features))
+
+
+def pack(net, x):
+    b = net.encoder.input_bits
+    return [sum(int(v) << (f * b) for f, v in enumerate(row)) for row in x]
+
+
+def unpack(top, payload):
+    cb, sb = top.class_bits, top.score_bits
+    scores = [(payload >> (cb + c * sb)) & ((1 << sb) - 1) for c in range(top.net.n_classes)]
+    return payload & ((1 << cb) - 1), scores
+
+
+def expected(net, x):
+    res = golden.run(net, x)
+    return [(int(c), [int(s) for s in row]) for c, row in zip(res.classes, res.scores)]
+
+
+# -- simulation harness ------------------------------------------------------------------------
+
+def _bench(top):
+    m = Module()
+    m.domains.sync = cd = ClockDomain("sync")
+    m.submodules.top = top
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    return sim, cd
+
+
+def stream(top, payloads, *, idle=0.0, stall=0.0, seed=0):
+    """Send ``payloads`` through ``top``; returns the output payloads in order of arrival.
+
+    ``idle``: chance of an idle cycle (valid low, junk payload) before each input; ``stall``:
+    chance that ``o_stream.ready`` is low in a cycle.
+    """
+    rng_in, rng_out = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    i, o = top.i_stream, top.o_stream
+    junk = (1 << len(i.payload)) - 1
+    got = []
+    limit = 200 + 30 * (len(payloads) + top.latency) * (1 + int(1 / max(1e-3, 1 - stall)))
+
+    async def producer(ctx):
+        for p in payloads:
+            while rng_in.random() < idle:
+                ctx.set(i.valid, 0)
+                ctx.set(i.payload, int(rng_in.integers(0, junk + 1)))
+                await ctx.tick()
+            ctx.set(i.valid, 1)
+            ctx.set(i.payload, p)
+            while not (await ctx.tick().sample(i.ready))[2]:
+                pass
+        ctx.set(i.valid, 0)
+
+    async def consumer(ctx):
+        held, cycles = None, 0
+        while len(got) < len(payloads):
+            ctx.set(o.ready, 0)
+            v0 = ctx.get(o.valid)
+            ctx.set(o.ready, 1)
+            assert ctx.get(o.valid) == v0, "o_stream.valid depends on o_stream.ready"
+            ready = int(rng_out.random() >= stall)
+            ctx.set(o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(o.valid, o.payload)
+            if held is not None:
+                assert valid and payload == held, "a stalled output changed or went away"
+            held = payload if valid and not ready else None
+            if valid and ready:
+                got.append(payload)
+            cycles += 1
+            assert cycles < limit, f"only {len(got)} of {len(payloads)} results after {cycles} cycles"
+        ctx.set(o.ready, 1)
+        for _ in range(top.latency + 4):
+            _, _, valid = await ctx.tick().sample(o.valid)
+            assert not valid, "more results than inputs"
+
+    sim, _ = _bench(top)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return got
+
+
+OPTIONS = {
+    "default": PipelineOptions(),
+    "comb": PipelineOptions(register_encoder=False, layers_per_stage=None, register_scores=False,
+                            register_output=False),
+    "deep": PipelineOptions(adder_levels_per_stage=1, argmax_levels_per_stage=1),
+    "every2": PipelineOptions(adder_levels_per_stage=2, layers_per_stage=2, register_scores=False,
+                              share_subtrees=False),
+    "sparse": PipelineOptions(register_encoder=False, layers_per_stage=3, argmax_levels_per_stage=2,
+                              register_output=False, adder_levels_per_stage=3),
+}
+
+# (seed, options, idle, stall, samples)
+STREAM_CASES = [
+    (1, "default", 0.0, 0.0, 40),
+    (2, "default", 0.3, 0.5, 60),
+    (3, "comb", 0.2, 0.3, 60),
+    (4, "comb", 0.0, 0.0, 30),
+    (5, "deep", 0.4, 0.6, 60),
+    (6, "deep", 0.0, 0.3, 60),
+    (7, "every2", 0.3, 0.3, 60),
+    (8, "every2", 0.1, 0.7, 50),
+    (9, "sparse", 0.5, 0.5, 60),
+    (10, "sparse", 0.0, 0.2, 60),
+    (11, "default", 0.6, 0.1, 50),
+    (12, "deep", 0.2, 0.9, 40),
+]
+
+
+@pytest.mark.parametrize("seed,options,idle,stall,n", STREAM_CASES)
+def test_stream_matches_golden(seed, options, idle, stall, n):
+    net = make_net(seed)
+    x = make_inputs(net, n, seed)
+    top = LutnetTop(net, options=OPTIONS[options])
+    got = stream(top, pack(net, x), idle=idle, stall=stall, seed=seed)
+    assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+def random_options(rng):
+    period = lambda: None if rng.random() < 0.4 else int(rng.integers(1, 4))
+    flag = lambda: bool(rng.random() < 0.5)
+    return PipelineOptions(register_encoder=flag(), layers_per_stage=period(),
+                           adder_levels_per_stage=period(), register_scores=flag(),
+                           argmax_levels_per_stage=period(), register_output=flag(),
+                           share_subtrees=flag())
+
+
+@pytest.mark.parametrize("seed", range(200, 224))
+def test_random_nets_random_options(seed):
+    rng = np.random.default_rng(seed)
+    net = make_net(seed)
+    options = random_options(rng)
+    x = make_inputs(net, 30, seed)
+    top = LutnetTop(net, options=options)
+    got = stream(top, pack(net, x), idle=float(rng.random() * 0.6), stall=float(rng.random() * 0.8),
+                 seed=seed)
+    assert [unpack(top, p) for p in got] == expected(net, x), options
+
+
+EDGE_NETS = {
+    # one input bit everywhere: depth-0 trees, 1-bit scores
+    "tiny": dict(widths=[1], features=1, input_bits=1, levels=1, classes=2),
+    # a single 16-bit feature; thermometer code of 3 levels
+    "wide_feature": dict(widths=[5], features=1, input_bits=16, levels=3, classes=3),
+    "three_layers": dict(widths=[40, 33, 17], features=8, input_bits=4, levels=3, classes=6),
+    "odd_widths": dict(widths=[3, 7, 5], features=5, input_bits=2, levels=1, classes=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_NETS))
+@pytest.mark.parametrize("options", ["default", "deep", "comb"])
+def test_edge_nets(name, options):
+    net = make_net(100 + sorted(EDGE_NETS).index(name), **EDGE_NETS[name])
+    x = make_inputs(net, 40, 5)
+    top = LutnetTop(net, options=OPTIONS[options])
+    got = stream(top, pack(net, x), idle=0.2, stall=0.4, seed=3)
+    assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+def test_constant_layers_and_ties():
+    """Thresholds 0 and n_in + 1 only (constant bits), then a head whose scores all tie."""
+    rng = np.random.default_rng(0)
+    enc = ir.Encoder(np.array([[0, 4, 8], [1, 2, 3]]), 3)   # 0 -> 1, 2**3 -> 0
+    l0 = ir.XnorLayer(rng.integers(0, 2, (6, 6)), np.array([0, 7, 0, 7, 3, 0]))
+    head = ir.XnorHead(np.ones((4, 6), dtype=bool))
+    net = ir.Network(enc, [l0], head)
+    x = make_inputs(net, 30, 1)
+    for options in OPTIONS.values():
+        top = LutnetTop(net, options=options)
+        got = stream(top, pack(net, x), idle=0.3, stall=0.3, seed=2)
+        assert [unpack(top, p) for p in got] == expected(net, x)
+        assert all(c == 0 for c, _ in (unpack(top, p) for p in got))
+
+
+@pytest.mark.parametrize("options", sorted(OPTIONS))
+def test_throughput_and_latency(options):
+    """Valid and ready always high: every input is taken at once and its result comes out
+    exactly ``latency`` cycles later, one per clock."""
+    net = make_net(21, widths=[30, 20])
+    n = 25
+    x = make_inputs(net, n, 21)
+    payloads = pack(net, x)
+    top = LutnetTop(net, options=OPTIONS[options])
+    i, o = top.i_stream, top.o_stream
+    taken, results = [], []
+
+    async def bench(ctx):
+        ctx.set(o.ready, 1)
+        for cycle in range(n + top.latency + 3):
+            ctx.set(i.valid, int(cycle < n))
+            ctx.set(i.payload, payloads[cycle] if cycle < n else 0)
+            _, _, iv, ir_, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
+            if iv and ir_:
+                taken.append(cycle)
+            if ov:
+                results.append((cycle, op))
+
+    sim, _ = _bench(top)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken == list(range(n))
+    assert [c for c, _ in results] == [k + top.latency for k in range(n)]
+    assert [unpack(top, p) for _, p in results] == expected(net, x)
+
+
+def test_latency_formula():
+    net = make_net(3, widths=[40, 9], features=8, levels=3, classes=5)   # trees of depth 6, 6, 4
+    top = LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=2, argmax_levels_per_stage=1))
+    # encoder 1, layer0 (6-1)//2 + 1, layer1 (6-1)//2 + 1, head (4-1)//2 + 1 + (3-1)//1 + 1
+    assert [s.latency for s in top.stages().values()] == [1, 3, 3, 5]
+    assert top.latency == 12
+    assert LutnetTop(net, options=OPTIONS["comb"]).latency == 0
+
+
+def test_reset_clears_valid():
+    """Fill the pipeline with the output stalled, reset: the pending samples are gone and the
+    next ones come through alone."""
+    net = make_net(31, widths=[12])
+    top = LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1))
+    assert top.latency >= 3
+    k = top.latency + 2
+    x = make_inputs(net, k + 6, 31)
+    first, second = pack(net, x[:k]), pack(net, x[k:])
+    i, o = top.i_stream, top.o_stream
+    got = []
+    sim, cd = _bench(top)
+
+    async def bench(ctx):
+        ctx.set(o.ready, 0)
+        for p in first:
+            ctx.set(i.valid, 1)
+            ctx.set(i.payload, p)
+            await ctx.tick()
+        ctx.set(i.valid, 0)
+        assert ctx.get(o.valid)
+        ctx.set(cd.rst, 1)
+        await ctx.tick()
+        ctx.set(cd.rst, 0)
+        assert not ctx.get(o.valid)
+        ctx.set(o.ready, 1)
+        for p in second + [None] * (top.latency + 3):
+            ctx.set(i.valid, p is not None)
+            ctx.set(i.payload, p or 0)
+            _, _, ov, op = await ctx.tick().sample(o.valid, o.payload)
+            if ov:
+                got.append(op)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert [unpack(top, p) for p in got] == expected(net, x[k:])
+
+
+# -- components --------------------------------------------------------------------------------
+
+def test_component_ports_and_latency():
+    net = make_net(41, widths=[17], features=3, input_bits=5, levels=2, classes=10)
+    enc = EncoderComponent(net.encoder, register=False)
+    assert (len(enc.i), len(enc.o), enc.latency) == (15, 6, 0)
+    layer = XnorLayerComponent(net.layers[0], adder_levels_per_stage=1)
+    assert (len(layer.i), len(layer.o), layer.latency) == (6, 17, 3)   # depth 3: 2 inside + 1
+    head = XnorHeadComponent(net.head, register_scores=False, register_output=False)
+    assert (head.class_bits, head.score_bits, len(head.o), head.latency) == (4, 5, 4 + 50, 0)
+    assert [class_bits(n) for n in (2, 3, 4, 5, 10, 16, 17)] == [1, 2, 2, 3, 4, 4, 5]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: LutnetTop("net"), "net must be an ir.Network, not str"),
+    (lambda: LutnetTop(make_net(0), options={"layers_per_stage": 1}),
+     "options must be a PipelineOptions, not dict"),
+    (lambda: XnorLayerComponent(make_net(0).head), "layer must be an ir.XnorLayer, not XnorHead"),
+    (lambda: EncoderComponent(make_net(0).layers[0]),
+     "encoder must be an ir.Encoder, not XnorLayer"),
+    (lambda: XnorHeadComponent(make_net(0).encoder), "head must be an ir.XnorHead, not Encoder"),
+])
+def test_constructor_type_errors(make, message):
+    with pytest.raises(TypeError, match=f"^{message}$"):
+        make()
+
+
+# -- options -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"layers_per_stage": 0}, "layers_per_stage must be a positive integer or None, not 0"),
+    ({"layers_per_stage": -1}, "layers_per_stage must be a positive integer or None, not -1"),
+    ({"layers_per_stage": 1.5}, "layers_per_stage must be a positive integer or None, not 1.5"),
+    ({"adder_levels_per_stage": 0},
+     "adder_levels_per_stage must be a positive integer or None, not 0"),
+    ({"adder_levels_per_stage": "2"},
+     "adder_levels_per_stage must be a positive integer or None, not '2'"),
+    ({"argmax_levels_per_stage": True},
+     "argmax_levels_per_stage must be a positive integer or None, not True"),
+    ({"register_output": 1}, "register_output must be a bool, not 1"),
+    ({"share_subtrees": None}, "share_subtrees must be a bool, not None"),
+])
+def test_pipeline_options_errors(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        PipelineOptions(**kwargs)
+
+
+def test_pipeline_options_round_trip():
+    o = PipelineOptions(layers_per_stage=np.int64(2), adder_levels_per_stage=3)
+    assert o.layers_per_stage == 2 and type(o.layers_per_stage) is int
+    d = o.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert PipelineOptions.from_dict(d) == o
+    with pytest.raises(ValueError, match="unknown pipeline options \\['bogus'\\]"):
+        PipelineOptions.from_dict({"bogus": 1})
+    with pytest.raises(Exception):
+        o.layers_per_stage = 5   # frozen
+
+
+# -- emitted Verilog and design.json -----------------------------------------------------------
+
+def _module_header(text, name):
+    start = text.index(f"module {name}(")
+    return text[start:text.index(";", start)]
+
+
+def test_generate_writes_verilog_and_design(tmp_path):
+    net = make_net(51, widths=[9, 4], features=3, input_bits=3, levels=2, classes=3)
+    options = PipelineOptions(adder_levels_per_stage=2)
+    design = generate(net, tmp_path, options)
+    text = (tmp_path / "lutnet_top.v").read_text()
+    assert json.loads((tmp_path / "design.json").read_text()) == design
+    assert design["top"] == "lutnet_top"
+    assert (design["n_features"], design["input_bits"], design["n_classes"]) == (3, 3, 3)
+    assert (design["class_bits"], design["score_bits"]) == (2, 3)
+    assert design["payload_in_bits"] == 9
+    assert design["payload_out_bits"] == 2 + 3 * 3
+    assert design["latency"] == sum(design["submodule_latency"].values()) == 1 + 2 + 2 + 2
+    assert design["pipeline"] == options.to_dict()
+    assert design["submodules"] == {n: f"lutnet_top.{n}" for n in ("encoder", "layer0", "layer1", "head")}
+    # exactly these ports, with these widths and directions
+    header = _module_header(text, "lutnet_top")
+    assert sorted(p.strip() for p in header[header.index("(") + 1:-1].split(",")) == sorted(PORTS)
+    widths = {"i_stream__payload": 9, "o_stream__payload": 11}
+    for port, direction in PORTS.items():
+        width = widths.get(port, 1)
+        decl = f"  {direction} [{width - 1}:0] {port};" if width > 1 else f"  {direction} {port};"
+        assert decl in text, decl
+    for module in design["submodules"].values():
+        assert f"module \\{module} (" in text
+    assert "src =" not in text        # no source paths: the same on every machine
+
+
+def test_generate_is_deterministic(tmp_path):
+    net = make_net(52, widths=[20, 11])
+    options = PipelineOptions(adder_levels_per_stage=1, argmax_levels_per_stage=1)
+    generate(net, tmp_path / "a", options)
+    saved = net.save(tmp_path / "net.npz")
+    generate(ir.Network.load(saved), tmp_path / "b", options)
+    for name in ("lutnet_top.v", "design.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # and in a fresh interpreter (no shared object ids or hash seeds)
+    code = ("import sys; from lutnet import ir; from lutnet.hdl import generate, PipelineOptions; "
+            "generate(ir.Network.load(sys.argv[1]), sys.argv[2], "
+            "PipelineOptions(adder_levels_per_stage=1, argmax_levels_per_stage=1)); "
+            "assert 'torch' not in sys.modules, 'lutnet.hdl imported torch'")
+    subprocess.run([sys.executable, "-c", code, str(saved), str(tmp_path / "c")], check=True,
+                   env={**os.environ, "PYTHONHASHSEED": "123"}, timeout=300)
+    assert (tmp_path / "a" / "lutnet_top.v").read_bytes() == (tmp_path / "c" / "lutnet_top.v").read_bytes()
+
+
+def test_sharing_does_not_change_function():
+    """share_subtrees only merges identical nodes: both settings give identical results, and
+    sharing never builds more adders."""
+    net = make_net(61, widths=[40, 40], features=8, levels=3)
+    x = make_inputs(net, 30, 61)
+    outs, adders = [], []
+    for share in (True, False):
+        top = LutnetTop(net, options=PipelineOptions(share_subtrees=share))
+        outs.append(stream(top, pack(net, x), idle=0.1, stall=0.1, seed=61))
+        adders.append(to_verilog(top).count(" + "))
+    assert outs[0] == outs[1]
+    assert [unpack(top, p) for p in outs[0]] == expected(net, x)
+    assert adders[0] < adders[1]
+
+
+def test_hdl_sources_do_not_import_torch():
+    hdl = Path(__file__).resolve().parents[1] / "hdl"
+    for path in hdl.glob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+torch", path.read_text(), re.M), path
