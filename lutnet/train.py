@@ -7,7 +7,7 @@
   uninterrupted run gives;
 * ``model.npz``: the folded IR (:meth:`lutnet.ir.Network.save`), checked against torch eval
   bit by bit on the whole test set before it is written;
-* ``summary.json``: accuracies (golden model and torch), timings, architecture, history.
+* ``summary.json``: accuracies (golden model and torch), timings, network, history.
 """
 from __future__ import annotations
 
@@ -326,6 +326,7 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
     golden_acc = float((golden.predict(net, x_test) == y_test).mean())
     meta = {
         "dataset": ds.name,
+        "data_dir": str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None,
         "n_classes": ds.n_classes,
         "image_shape": list(ds.shape),
         "test_accuracy": golden_acc,
@@ -337,6 +338,7 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
     net.save(out_dir / MODEL)
     weight_bits = sum(l.weights.size for l in net.layers) + net.head.weights.size
     summary = {
+        "command": "train",
         "finished": True,
         "dataset": ds.name,
         "test_accuracy": golden_acc,
@@ -347,7 +349,7 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
         "seconds": seconds,
         "seconds_per_epoch": seconds / max(1, len(history)),
         "export_seconds": time.perf_counter() - t0,   # fold + bit-exact check + golden accuracy
-        "architecture": net.describe(),
+        "network": net.describe(),
         "widths": net.widths() + [net.n_classes],
         "params": {
             "weight_bits": int(weight_bits),

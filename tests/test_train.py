@@ -58,7 +58,7 @@ def test_digits_accuracy_and_outputs(tmp_path):
     assert summary["test_accuracy"] >= 0.9
     assert summary["test_accuracy"] == summary["torch_test_accuracy"]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("test_accuracy", "torch_test_accuracy", "epochs", "seconds", "dataset", "architecture",
+    for key in ("test_accuracy", "torch_test_accuracy", "epochs", "seconds", "dataset", "network",
                 "params", "history", "config", "fold_check"):
         assert key in on_disk, key
     assert on_disk["dataset"] == "digits" and on_disk["epochs"] == 12 and len(on_disk["history"]) == 12
@@ -66,7 +66,7 @@ def test_digits_accuracy_and_outputs(tmp_path):
     assert on_disk["params"]["weight_bits"] == 128 * 128 + 128 * 64 + 64 * 10
 
     net = Network.load(tmp_path / "model.npz")
-    assert net.describe() == on_disk["architecture"] == "64x5b->128 (T=2) -> xnor128 -> xnor64 -> head10"
+    assert net.describe() == on_disk["network"] == "64x5b->128 (T=2) -> xnor128 -> xnor64 -> head10"
     assert net.meta["dataset"] == "digits" and net.meta["n_classes"] == 10
     assert net.meta["image_shape"] == [8, 8] and net.meta["encoder"] == "thermometer"
     ds = datasets.load("digits")
