@@ -78,6 +78,10 @@ def generate(net: ir.Network, out_dir, options: PipelineOptions | dict | None = 
     if isinstance(options, dict):
         options = PipelineOptions.from_dict(options)
     top = LutnetTop(net, options=options)
+    if top.latency == 0:
+        # Without a register Amaranth drops the clock domain, and with it the clk/rst ports.
+        raise ValueError("pipeline options place no register: the streaming top needs at least one "
+                         "(e.g. register_output=True)")
     text = to_verilog(top)
     design = design_description(top)
     out_dir = Path(out_dir)

@@ -106,7 +106,9 @@ def _sim(a):
                       out_dir=a.out, random_ready=a.random_ready)
     print(f"{s['simulator']}: {s['vectors']} vectors, {s['mismatches']} mismatches, "
           f"RTL accuracy {100 * s['rtl_accuracy']:.2f} %, {s['seconds']:.1f} s")
-    if s["mismatches"]:
+    for e in s["errors"]:
+        print(f"lutnet sim: {e}", file=sys.stderr)
+    if s["mismatches"] or not s["passed"]:
         raise SystemExit(1)
 
 

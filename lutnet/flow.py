@@ -79,7 +79,10 @@ def simulate(build_dir, *, simulator: str = "verilator", limit: int | None = Non
         result = run_rtl(build_dir, x, expected.classes, expected.scores, simulator=simulator,
                          labels=y, random_ready=random_ready)
         summary = {"command": "sim", "simulator": simulator, "vectors": int(len(x)),
-                   "mismatches": int(result["mismatches"]),
+                   "mismatches": int(result["mismatches"]), "passed": bool(result["passed"]),
+                   "errors": list(result.get("errors", [])),
+                   "cycles": result.get("cycles"), "latency": result.get("measured_latency"),
+                   "stream_seconds": result.get("seconds"),
                    "rtl_accuracy": result["rtl_accuracy"],
                    "golden_accuracy": float(np.mean(expected.classes == y)),
                    "first_mismatches": result.get("first_mismatches", []),
