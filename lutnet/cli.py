@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--out", required=True, help="output directory (checkpoints, model.npz, summary.json)")
     t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "idx"])
     t.add_argument("--data-dir", default=None, help="directory of IDX files (default: $LUTNET_DATA, then download)")
-    t.add_argument("--hidden", type=_widths, default=(256, 256), help="hidden layer widths (default 256,256)")
+    t.add_argument("--hidden", type=_widths, default=(64, 64), help="hidden layer widths (default 64,64)")
     t.add_argument("--levels", type=_positive_int, default=1, help="input encoder levels: 1 = threshold, >1 = thermometer")
     t.add_argument("--binarization", default="deterministic", choices=["deterministic", "stochastic"])
     t.add_argument("--epochs", type=_positive_int, default=30)
