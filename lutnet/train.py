@@ -37,6 +37,10 @@ CHECKPOINT_VERSION = 1
 RESUME_MAY_CHANGE = ("data_dir", "threads")
 
 
+
+class ConfigError(ValueError):
+    """A training configuration or checkpoint that cannot be used; the message is one line."""
+
 @dataclass
 class TrainConfig:
     dataset: str = "digits"             # datasets.load name: digits, mnist or idx
@@ -60,40 +64,40 @@ class TrainConfig:
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or self.dataset not in datasets.NAMES:
-            raise ValueError(f"dataset must be one of {', '.join(datasets.NAMES)}, not {self.dataset!r}")
+            raise ConfigError(f"dataset must be one of {', '.join(datasets.NAMES)}, not {self.dataset!r}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
         try:
             self.hidden = tuple(self.hidden)
         except TypeError:
-            raise ValueError(f"hidden must be a sequence of layer widths, not {self.hidden!r}") from None
+            raise ConfigError(f"hidden must be a sequence of layer widths, not {self.hidden!r}") from None
         if not self.hidden:
-            raise ValueError("hidden must list at least one hidden layer width")
+            raise ConfigError("hidden must list at least one hidden layer width")
         if not all(_is_int(h) and h >= 1 for h in self.hidden):
-            raise ValueError(f"hidden widths must be positive integers, not {self.hidden!r}")
+            raise ConfigError(f"hidden widths must be positive integers, not {self.hidden!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.binarization not in BINARIZATIONS:
-            raise ValueError(f"binarization must be one of {', '.join(BINARIZATIONS)}, not {self.binarization!r}")
+            raise ConfigError(f"binarization must be one of {', '.join(BINARIZATIONS)}, not {self.binarization!r}")
         for name, low in (("levels", 1), ("epochs", 1), ("batch_size", 2), ("threads", 1), ("seed", 0)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
+                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}")
         if self.levels > 255:
-            raise ValueError(f"levels must be an integer in 1..255, not {self.levels!r}")
+            raise ConfigError(f"levels must be an integer in 1..255, not {self.levels!r}")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
-                raise ValueError(f"{name} must be None or an integer >= 1, not {value!r}")
+                raise ConfigError(f"{name} must be None or an integer >= 1, not {value!r}")
         for name in ("lr", "weight_lr_scale"):
             value = getattr(self, name)
             if not _is_real(value) or not 0 < value < math.inf:
-                raise ValueError(f"{name} must be a positive number, not {value!r}")
+                raise ConfigError(f"{name} must be a positive number, not {value!r}")
         if not _is_real(self.lr_final) or not 0 <= self.lr_final <= 1:
-            raise ValueError(f"lr_final must be in 0..1 (a fraction of lr), not {self.lr_final!r}")
+            raise ConfigError(f"lr_final must be in 0..1 (a fraction of lr), not {self.lr_final!r}")
         if not _is_real(self.bn_momentum) or not 0 < self.bn_momentum <= 1:
-            raise ValueError(f"bn_momentum must be in (0, 1], not {self.bn_momentum!r}")
+            raise ConfigError(f"bn_momentum must be in (0, 1], not {self.bn_momentum!r}")
         if not _is_real(self.init_scale) or not 0 < self.init_scale <= 1:
-            raise ValueError(f"init_scale must be in (0, 1], not {self.init_scale!r}")
+            raise ConfigError(f"init_scale must be in (0, 1], not {self.init_scale!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -105,7 +109,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
         return cls(**d)
 
     def bnn_config(self, n_classes: int) -> BnnConfig:
@@ -176,9 +180,9 @@ def _load_checkpoint(path: Path, what: str = "cannot resume") -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{what}: {path} is not a readable checkpoint ({type(e).__name__})") from None
+        raise ConfigError(f"{what}: {path} is not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{what}: {path} is not a lutnet checkpoint of version {CHECKPOINT_VERSION}")
+        raise ConfigError(f"{what}: {path} is not a lutnet checkpoint of version {CHECKPOINT_VERSION}")
     return ckpt
 
 
@@ -190,7 +194,7 @@ def _resolve_config(config: TrainConfig | None, saved: dict) -> TrainConfig:
             if f.name not in RESUME_MAY_CHANGE and getattr(config, f.name) != getattr(ckpt_cfg, f.name)]
     if diff:
         name = diff[0]
-        raise ValueError(f"cannot resume: config field {name} is {getattr(config, name)!r} but the checkpoint "
+        raise ConfigError(f"cannot resume: config field {name} is {getattr(config, name)!r} but the checkpoint "
                          f"has {getattr(ckpt_cfg, name)!r} (differing: {', '.join(diff)})")
     return dataclasses.replace(ckpt_cfg, data_dir=config.data_dir, threads=config.threads)
 
@@ -226,7 +230,7 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
             raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
         cfg = config
     if stop_after is not None and (not _is_int(stop_after) or stop_after < 1):
-        raise ValueError(f"stop_after must be None or an integer >= 1, not {stop_after!r}")
+        raise ConfigError(f"stop_after must be None or an integer >= 1, not {stop_after!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     ds = datasets.load(cfg.dataset, cfg.data_dir)
@@ -234,7 +238,7 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
     x_train, y_train = ds.x_train[:cfg.train_limit], ds.y_train[:cfg.train_limit]
     x_test, y_test = ds.x_test[:cfg.test_limit], ds.y_test[:cfg.test_limit]
     if len(x_train) < cfg.batch_size:
-        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training samples")
+        raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training samples")
     steps = len(x_train) // cfg.batch_size
     xt = torch.from_numpy(x_train.astype(np.int64))
     yt = torch.from_numpy(y_train.astype(np.int64))

@@ -75,3 +75,20 @@ def test_sim_needs_a_build_dir(tmp_path):
 
 def test_report_without_summaries(tmp_path):
     assert_user_error(lutnet("report", tmp_path), "no summary.json")
+
+
+def test_resume_with_a_different_config_is_one_line(tmp_path):
+    run = tmp_path / "run"
+    assert lutnet("train", "-o", run, "--hidden", "8", "--epochs", "1").returncode == 0
+    assert_user_error(lutnet("train", "-o", run, "--hidden", "16", "--epochs", "2", "--resume"), "cannot resume", "hidden")
+    assert_user_error(lutnet("train", "-o", tmp_path / "none", "--resume"), "no checkpoint")
+
+
+def test_resume_of_a_finished_run_keeps_the_model(tmp_path):
+    """The CLI passes --resume through (exact resume after an interruption: tests/test_train.py)."""
+    run = tmp_path / "run"
+    assert lutnet("train", "-o", run, "--hidden", "8", "--epochs", "2").returncode == 0
+    before = (run / "model.npz").read_bytes()
+    proc = lutnet("train", "-o", run, "--hidden", "8", "--epochs", "2", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "model.npz").read_bytes() == before
