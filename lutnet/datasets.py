@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,16 +97,15 @@ def _download_mnist(dest: Path) -> None:
             continue
         errors = []
         for mirror in MNIST_MIRRORS:
+            tmp = dest / f".{stem}.gz.part"
             try:
-                with urllib.request.urlopen(mirror + stem + ".gz", timeout=30) as r, \
-                        tempfile.NamedTemporaryFile(dir=dest, delete=False) as tmp:
-                    shutil.copyfileobj(r, tmp)
-                os.replace(tmp.name, dest / (stem + ".gz"))
+                with urllib.request.urlopen(mirror + stem + ".gz", timeout=30) as r, open(tmp, "wb") as f:
+                    shutil.copyfileobj(r, f)
+                os.replace(tmp, dest / (stem + ".gz"))
                 break
             except OSError as e:
+                tmp.unlink(missing_ok=True)
                 errors.append(f"{mirror}: {e}")
-                if "tmp" in locals():
-                    Path(tmp.name).unlink(missing_ok=True)
         else:
             raise DataError(f"MNIST is not in {dest} and could not be downloaded ({errors[-1]}); "
                             f"put the four IDX .gz files there or pass --data-dir")

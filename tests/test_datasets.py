@@ -69,3 +69,12 @@ def test_idx_errors(tmp_path):
         datasets.load("idx", d)
     with pytest.raises(DataError, match="unknown dataset 'cifar'"):
         datasets.load("cifar")
+
+
+def test_mnist_download_failure_says_where_to_put_the_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("LUTNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ("http://127.0.0.1:9/",))  # closed port: refused at once
+    with pytest.raises(DataError, match="could not be downloaded.*put the four IDX .gz files there"):
+        datasets.load("mnist")
+    assert not any((tmp_path / "lutnet" / "mnist").glob("*.gz"))
