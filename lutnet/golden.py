@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import Encoder, Network, XnorHead, XnorLayer
+from .ir import Encoder, GroupSumHead, LutLayer, Network, XnorHead, XnorLayer
 
 #: Rows processed at once: keeps the (rows, n_out, words) temporary within a few MB.
 _CHUNK_ELEMENTS = 1 << 20
@@ -70,13 +70,29 @@ def xnor_head(head: XnorHead, x: np.ndarray) -> np.ndarray:
     return xnor_popcount(x, pack(head.weights), head.n_in)
 
 
+def lut_layer(layer: LutLayer, x: np.ndarray) -> np.ndarray:
+    """Packed inputs -> packed outputs: each neuron looks up its table at the address formed by
+    its K inputs (input k is address bit k)."""
+    bits = unpack(x, layer.n_in)
+    address = np.zeros((bits.shape[0], layer.n_out), dtype=np.int64)
+    for k in range(layer.k):
+        address |= bits[:, layer.inputs[:, k]].astype(np.int64) << k
+    return pack(np.take_along_axis(layer.tables[None, :, :], address[:, :, None], axis=2)[:, :, 0])
+
+
+def group_sum_head(head: GroupSumHead, x: np.ndarray) -> np.ndarray:
+    """Packed inputs -> (N, classes) popcounts of each class's group of bits."""
+    bits = unpack(x, head.n_in)
+    return bits.reshape(len(bits), head.n_classes, head.group).sum(axis=2, dtype=np.int64)
+
+
 def argmax_first(scores: np.ndarray) -> np.ndarray:
     """Index of the largest score per row, ties to the lowest index."""
     return np.argmax(scores, axis=1)
 
 
-LAYER_OPS = {XnorLayer: xnor_layer}
-HEAD_OPS = {XnorHead: xnor_head}
+LAYER_OPS = {XnorLayer: xnor_layer, LutLayer: lut_layer}
+HEAD_OPS = {XnorHead: xnor_head, GroupSumHead: group_sum_head}
 
 
 @dataclass

@@ -10,7 +10,9 @@ Conventions (the golden model, the HDL and the torch export all follow them):
 * encoder: ``bit[f * levels + t] = x[f] >= thresholds[f, t]``;
 * XNOR layer: ``out[j] = popcount(~(x ^ weights[j])) >= thresholds[j]`` (a threshold of 0 is a
   constant 1, one of ``n_in + 1`` a constant 0);
-* XNOR head: ``score[c] = popcount(~(x ^ weights[c]))``, class = argmax, ties to the lowest index.
+* XNOR head: ``score[c] = popcount(~(x ^ weights[c]))``, class = argmax, ties to the lowest index;
+* LUT layer: ``out[j] = tables[j, sum_k x[inputs[j, k]] << k]`` (input ``k`` is address bit ``k``);
+* group-sum head: ``score[c] = popcount(x[c * g:(c + 1) * g])`` with ``g = n_in / classes``.
 """
 from __future__ import annotations
 
@@ -181,8 +183,94 @@ class XnorHead:
         return head
 
 
-LAYER_KINDS = {k.kind: k for k in (XnorLayer,)}
-HEAD_KINDS = {k.kind: k for k in (XnorHead,)}
+MAX_LUT_INPUTS = 6
+
+
+@dataclass(frozen=True, eq=False)
+class LutLayer:
+    """LUT-Net layer: neuron ``j`` reads the ``K`` inputs ``inputs[j]`` (input ``k`` is address
+    bit ``k``) and outputs ``tables[j, address]``."""
+
+    kind: ClassVar[str] = "lut"
+    inputs: np.ndarray  # (n_out, K) int, each in 0 .. n_in - 1
+    tables: np.ndarray  # (n_out, 2**K) bool
+    n_in: int           # width of the layer's input vector
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", _ints("lut inputs", self.inputs, 2))
+        object.__setattr__(self, "tables", _bits("lut tables", self.tables, "(n_out, 2**K)"))
+        if not isinstance(self.n_in, (int, np.integer)) or self.n_in < 1:
+            raise IRError(f"lut layer n_in must be a positive integer, not {self.n_in!r}")
+        object.__setattr__(self, "n_in", int(self.n_in))
+        n_out, k = self.inputs.shape
+        if n_out < 1 or not 1 <= k <= MAX_LUT_INPUTS:
+            raise IRError(f"lut layer inputs must be (n_out, K) with n_out >= 1 and K in 1..{MAX_LUT_INPUTS}, not {self.inputs.shape}")
+        if self.tables.shape != (n_out, 2 ** k):
+            raise IRError(f"lut tables must have shape ({n_out}, {2 ** k}) for K = {k}, not {self.tables.shape}")
+        if self.inputs.min() < 0 or self.inputs.max() >= self.n_in:
+            raise IRError(f"lut input indices must lie in 0..{self.n_in - 1}")
+
+    @property
+    def k(self) -> int:
+        return self.inputs.shape[1]
+
+    @property
+    def n_out(self) -> int:
+        return self.inputs.shape[0]
+
+    def header(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out, "k": self.k}
+
+    def arrays(self) -> dict:
+        return {"inputs": self.inputs, "tables": self.tables.astype(np.uint8)}
+
+    @classmethod
+    def from_parts(cls, header: dict, arrays: dict) -> "LutLayer":
+        layer = cls(inputs=arrays["inputs"], tables=arrays["tables"], n_in=header["n_in"])
+        if (layer.n_out, layer.k) != (header["n_out"], header["k"]):
+            raise IRError("lut arrays do not match the header's n_out/k")
+        return layer
+
+
+@dataclass(frozen=True, eq=False)
+class GroupSumHead:
+    """Output head: ``score[c] = popcount`` of the ``c``-th of ``classes`` equal contiguous groups
+    of input bits; class = first argmax."""
+
+    kind: ClassVar[str] = "group_sum"
+    n_in: int
+    n_classes: int
+
+    def __post_init__(self):
+        for name in ("n_in", "n_classes"):
+            if not isinstance(getattr(self, name), (int, np.integer)):
+                raise IRError(f"group-sum head {name} must be an integer, not {getattr(self, name)!r}")
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.n_classes < 2 or self.n_in < self.n_classes or self.n_in % self.n_classes:
+            raise IRError(f"group-sum head needs at least 2 classes and an input width divisible by them, "
+                          f"not {self.n_in} inputs for {self.n_classes} classes")
+
+    @property
+    def group(self) -> int:
+        return self.n_in // self.n_classes
+
+    @property
+    def score_bits(self) -> int:
+        return int(self.group).bit_length()
+
+    def header(self) -> dict:
+        return {"n_in": self.n_in, "classes": self.n_classes}
+
+    def arrays(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_parts(cls, header: dict, arrays: dict) -> "GroupSumHead":
+        return cls(n_in=header["n_in"], n_classes=header["classes"])
+
+
+LAYER_KINDS = {k.kind: k for k in (XnorLayer, LutLayer)}
+HEAD_KINDS = {k.kind: k for k in (XnorHead, GroupSumHead)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,7 +279,7 @@ class Network:
 
     encoder: Encoder
     layers: tuple
-    head: XnorHead
+    head: XnorHead | GroupSumHead
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):

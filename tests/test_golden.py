@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lutnet import golden
-from lutnet.ir import Encoder, Network, XnorHead, XnorLayer
+from lutnet.ir import Encoder, GroupSumHead, LutLayer, Network, XnorHead, XnorLayer
 from netgen import random_net
 
 
@@ -11,16 +11,25 @@ def reference(net, x):
     enc = net.encoder
     h = np.array([[int(v) >= int(t) for v, ts in zip(row, enc.thresholds) for t in ts] for row in x])
     for layer in net.layers:
-        h = np.array([[np.sum(r == w) >= t for w, t in zip(layer.weights, layer.thresholds)] for r in h])
-    scores = np.array([[np.sum(r == w) for w in net.head.weights] for r in h])
+        if isinstance(layer, LutLayer):
+            h = np.array([[t[sum(int(r[i]) << k for k, i in enumerate(ins))] for ins, t in zip(layer.inputs, layer.tables)]
+                          for r in h])
+        else:
+            h = np.array([[np.sum(r == w) >= t for w, t in zip(layer.weights, layer.thresholds)] for r in h])
+    if isinstance(net.head, GroupSumHead):
+        g = net.head.group
+        scores = np.array([[int(np.sum(r[c * g:(c + 1) * g])) for c in range(net.head.n_classes)] for r in h])
+    else:
+        scores = np.array([[np.sum(r == w) for w in net.head.weights] for r in h])
     classes = np.array([max(range(len(s)), key=lambda c: (s[c], -c)) for s in scores])
     return classes, scores
 
 
-def test_packed_model_equals_unpacked_reference():
+@pytest.mark.parametrize("lut", [False, True])
+def test_packed_model_equals_unpacked_reference(lut):
     rng = np.random.default_rng(0)
     for _ in range(30):
-        net = random_net(rng, widths=[int(w) for w in rng.integers(1, 150, size=rng.integers(1, 3))])
+        net = random_net(rng, widths=[int(w) for w in rng.integers(1, 150, size=rng.integers(1, 3))], lut=lut)
         x = rng.integers(0, 2 ** net.encoder.input_bits, size=(40, net.encoder.n_features))
         classes, scores = reference(net, x)
         got = golden.run(net, x)

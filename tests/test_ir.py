@@ -5,20 +5,22 @@ import numpy as np
 import pytest
 
 from lutnet import golden
-from lutnet.ir import Encoder, IRError, Network, XnorHead, XnorLayer
+from lutnet.ir import Encoder, GroupSumHead, IRError, LutLayer, Network, XnorHead, XnorLayer
 from netgen import random_net
 
 
 def test_roundtrip_keeps_every_array_and_the_function(tmp_path):
     rng = np.random.default_rng(1)
-    for i in range(5):
-        net = random_net(rng)
+    for i in range(10):
+        net = random_net(rng, lut=i % 2 == 1)
         path = net.save(tmp_path / f"n{i}.npz")
         back = Network.load(path)
         assert back.describe() == net.describe() and back.meta == net.meta
         assert np.array_equal(back.encoder.thresholds, net.encoder.thresholds)
         for a, b in zip(back.layers, net.layers):
-            assert np.array_equal(a.weights, b.weights) and np.array_equal(a.thresholds, b.thresholds)
+            assert type(a) is type(b) and a.header() == b.header()
+            for key, value in a.arrays().items():
+                assert np.array_equal(value, b.arrays()[key])
         x = rng.integers(0, 2 ** net.encoder.input_bits, size=(50, net.encoder.n_features))
         assert np.array_equal(golden.run(back, x).scores, golden.run(net, x).scores)
 
@@ -101,6 +103,10 @@ def test_truncated_missing_and_foreign_files(tmp_path):
     (lambda: XnorLayer(np.ones((2, 3), int), np.array([0])), "2 weight rows but 1 thresholds"),
     (lambda: Encoder(np.array([[300]]), 8), "must lie in 0..256"),
     (lambda: XnorHead(np.ones((1, 3), int)), "at least 2 classes"),
+    (lambda: LutLayer(np.zeros((2, 7), int), np.zeros((2, 128), int), 8), "K in 1..6"),
+    (lambda: LutLayer(np.zeros((2, 3), int), np.zeros((2, 4), int), 8), r"shape \(2, 8\) for K = 3"),
+    (lambda: LutLayer(np.full((2, 3), 8), np.zeros((2, 8), int), 8), "indices must lie in 0..7"),
+    (lambda: GroupSumHead(25, 10), "divisible"),
     (lambda: Network(Encoder(np.array([[1]]), 1), [XnorLayer(np.ones((2, 3), int), np.array([0, 1]))],
                      XnorHead(np.ones((2, 2), int))), "layer 0 takes 3 inputs but receives 1"),
 ])
