@@ -182,27 +182,22 @@ class HiddenBlock(nn.Module):
         return self.eval_bits(a).to(a.dtype) * 2 - 1
 
 
-class BinaryMLP(nn.Module):
-    """Raw integer features -> encoder bits -> hidden binary blocks -> scaled integer class scores.
+class EncodedNet(nn.Module):
+    """Base of the trainable nets: holds the IR encoder's integer thresholds and encodes raw inputs.
 
     ``encoder_thresholds`` (F, levels) are the integer thresholds of the IR encoder:
     ``bit[f * levels + t] = x[f] >= thresholds[f, t]``.
     """
 
-    def __init__(self, config: BnnConfig, encoder_thresholds):
+    def __init__(self, encoder_thresholds, levels: int):
         super().__init__()
         thr = (encoder_thresholds.detach().clone() if isinstance(encoder_thresholds, torch.Tensor)
                else torch.from_numpy(np.array(encoder_thresholds)))
         if thr.ndim != 2 or thr.dtype.is_floating_point or thr.dtype == torch.bool:
             raise ValueError(f"encoder thresholds must be a (features, levels) integer array, not {thr.dtype} {tuple(thr.shape)}")
-        if thr.shape[1] != config.levels:
-            raise ValueError(f"encoder has {thr.shape[1]} levels per feature but config.levels is {config.levels}")
-        self.config = config
+        if thr.shape[1] != levels:
+            raise ValueError(f"encoder has {thr.shape[1]} levels per feature but config.levels is {levels}")
         self.register_buffer("thresholds", thr.to(torch.int64).clone())   # (F, levels)
-        widths = [thr.numel(), *config.hidden]
-        self.blocks = nn.ModuleList(HiddenBlock(i, o, config) for i, o in zip(widths[:-1], widths[1:]))
-        self.out = BinaryLinear(widths[-1], config.n_classes, config.binarization == "stochastic", config.init_scale)
-        self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(widths[-1])))  # logits = exp(.) * (2p - n)
 
     @property
     def n_features(self) -> int:
@@ -216,6 +211,22 @@ class BinaryMLP(nn.Module):
         if x.dtype.is_floating_point and not torch.equal(x, x.round()):
             raise ValueError("inputs must be raw integer features, not scaled floats")
         return (x.to(torch.int64)[:, :, None] >= self.thresholds[None]).reshape(len(x), -1)
+
+
+class BinaryMLP(EncodedNet):
+    """Raw integer features -> encoder bits -> hidden binary blocks -> scaled integer class scores."""
+
+    def __init__(self, config: BnnConfig, encoder_thresholds):
+        super().__init__(encoder_thresholds, config.levels)
+        self.config = config
+        widths = [self.thresholds.numel(), *config.hidden]
+        self.blocks = nn.ModuleList(HiddenBlock(i, o, config) for i, o in zip(widths[:-1], widths[1:]))
+        self.out = BinaryLinear(widths[-1], config.n_classes, config.binarization == "stochastic", config.init_scale)
+        self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(widths[-1])))  # logits = exp(.) * (2p - n)
+
+    def ir_scores(self, dots: torch.Tensor) -> torch.Tensor:
+        """Head dot products 2p - n -> the IR's popcount scores p."""
+        return (dots + self.out.n_in) // 2
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """Last hidden ±1 activations (N, n) -> integer dot products 2p - n with the head (N, classes)."""

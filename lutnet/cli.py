@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--out", required=True, help="output directory (checkpoints, model.npz, summary.json)")
     t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "idx"])
     t.add_argument("--data-dir", default=None, help="directory of IDX files (default: $LUTNET_DATA, then download)")
+    t.add_argument("--arch", default="bnn", choices=["bnn", "lut"],
+                   help="bnn: binarized XNOR-popcount layers; lut: K-input LUT neurons with a group-sum head")
+    t.add_argument("--k", type=int, default=6, help="inputs per LUT neuron, 2..6 (--arch lut)")
     t.add_argument("--hidden", type=_widths, default=(64, 64), help="hidden layer widths (default 64,64)")
     t.add_argument("--levels", type=_positive_int, default=1, help="input encoder levels: 1 = threshold, >1 = thermometer")
     t.add_argument("--binarization", default="deterministic", choices=["deterministic", "stochastic"])
@@ -82,7 +85,7 @@ def _train(a):
     from .train import TrainConfig, train
 
     overrides = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr), ("threads", a.threads)) if v is not None}
-    config = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, hidden=a.hidden, levels=a.levels,
+    config = TrainConfig(dataset=a.dataset, arch=a.arch, k=a.k, data_dir=a.data_dir, hidden=a.hidden, levels=a.levels,
                          binarization=a.binarization, epochs=a.epochs, seed=a.seed, **overrides)
     s = train(config, a.out, resume=a.resume)
     print(f"test accuracy {100 * s['test_accuracy']:.2f} % (golden model on the frozen IR), "

@@ -116,8 +116,7 @@ def fold_check(model: BinaryMLP, net: Network, x, batch: int = 2048) -> FoldChec
                 raise ValueError(f"stage {i}: torch bits {tb.shape} vs golden {gb.shape}")
             bits += int((tb != gb).sum())
             total += tb.size
-        n = net.head.n_in
-        t_scores = (t_dots.numpy() + n) // 2
+        t_scores = model.ir_scores(t_dots).numpy()
         if t_scores.shape != g.scores.shape:
             raise ValueError(f"torch scores {t_scores.shape} vs golden {g.scores.shape}")
         scores += int((t_scores != g.scores).sum())

@@ -1,4 +1,4 @@
-"""Train a :class:`~lutnet.bnn.BinaryMLP`, checkpoint every epoch, fold to the IR and verify it.
+"""Train a :class:`~lutnet.bnn.BinaryMLP` or a :class:`~lutnet.lutnn.LutMLP`, checkpoint every epoch, fold to the IR and verify it.
 
 ``train(config, out_dir)`` writes into ``out_dir``:
 
@@ -28,6 +28,10 @@ from tqdm import tqdm
 from . import datasets, golden
 from .bnn import BINARIZATIONS, BinaryMLP, BnnConfig
 from .fold import fold_check, to_ir
+from .ir import LutLayer
+from .lutnn import LutConfig, LutMLP, lut_to_ir
+
+ARCHS = ("bnn", "lut")
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.npz"
@@ -44,6 +48,8 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     dataset: str = "digits"             # datasets.load name: digits, mnist or idx
+    arch: str = "bnn"                   # "bnn": binarized XNOR layers; "lut": K-input LUT neurons
+    k: int = 6                          # inputs per LUT neuron (arch "lut")
     data_dir: str | None = None         # directory of IDX files (mnist/idx); None = default location
     hidden: tuple = (256, 256)          # widths of the hidden binary layers
     levels: int = 1                     # encoder levels per feature (1 = threshold, > 1 thermometer)
@@ -76,6 +82,10 @@ class TrainConfig:
         if not all(_is_int(h) and h >= 1 for h in self.hidden):
             raise ConfigError(f"hidden widths must be positive integers, not {self.hidden!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+        if not _is_int(self.k) or not 2 <= self.k <= 6:
+            raise ConfigError(f"k must be an integer in 2..6, not {self.k!r}")
         if self.binarization not in BINARIZATIONS:
             raise ConfigError(f"binarization must be one of {', '.join(BINARIZATIONS)}, not {self.binarization!r}")
         for name, low in (("levels", 1), ("epochs", 1), ("batch_size", 2), ("threads", 1), ("seed", 0)):
@@ -111,6 +121,17 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
         return cls(**d)
+
+    def model(self, thresholds, n_classes: int):
+        """A fresh model of this config's architecture."""
+        if self.arch == "lut":
+            try:
+                config = LutConfig(hidden=self.hidden, k=self.k, levels=self.levels, n_classes=n_classes,
+                                   bn_momentum=self.bn_momentum, seed=self.seed)
+                return LutMLP(config, thresholds)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        return BinaryMLP(self.bnn_config(n_classes), thresholds)
 
     def bnn_config(self, n_classes: int) -> BnnConfig:
         return BnnConfig(hidden=self.hidden, levels=self.levels, n_classes=n_classes,
@@ -153,7 +174,7 @@ def _cosine(total_steps: int, final: float):
 
 
 def _build(cfg: TrainConfig, thresholds, n_classes: int, steps_per_epoch: int):
-    model = BinaryMLP(cfg.bnn_config(n_classes), thresholds)
+    model = cfg.model(thresholds, n_classes)
     weights = [layer.weight for layer in model.binary_layers()]
     ids = {id(w) for w in weights}
     others = [p for p in model.parameters() if id(p) not in ids]
@@ -166,7 +187,7 @@ def _build(cfg: TrainConfig, thresholds, n_classes: int, steps_per_epoch: int):
 
 
 @torch.no_grad()
-def _torch_accuracy(model: BinaryMLP, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+def _torch_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     model.eval()
     correct = 0
     for s in range(0, len(x), batch):
@@ -199,13 +220,14 @@ def _resolve_config(config: TrainConfig | None, saved: dict) -> TrainConfig:
     return dataclasses.replace(ckpt_cfg, data_dir=config.data_dir, threads=config.threads)
 
 
-def load_model(path) -> tuple[BinaryMLP, TrainConfig]:
+def load_model(path) -> tuple:
     """Rebuild the trained model (in eval mode) and its config from a checkpoint file or run directory."""
     path = Path(path)
     ckpt = _load_checkpoint(path / CHECKPOINT if path.is_dir() else path, "cannot load model")
     cfg = TrainConfig.from_dict(ckpt["config"])
     state = ckpt["model"]
-    model = BinaryMLP(cfg.bnn_config(int(state["out.weight"].shape[0])), state["thresholds"])
+    n_classes = int(state["out.weight"].shape[0]) if cfg.arch == "bnn" else int(ckpt.get("n_classes", 10))
+    model = cfg.model(state["thresholds"], n_classes)
     model.load_state_dict(state)
     return model.eval(), cfg
 
@@ -298,6 +320,7 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
                 state = {
                     "version": CHECKPOINT_VERSION,
                     "epoch": epoch + 1,
+                    "n_classes": ds.n_classes,
                     "config": cfg.to_dict(),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -322,7 +345,7 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
     t0 = time.perf_counter()
     model.eval()
     torch_acc = _torch_accuracy(model, xv, yv)
-    net = to_ir(model, encoder)
+    net = lut_to_ir(model, encoder) if isinstance(model, LutMLP) else to_ir(model, encoder)
     check = fold_check(model, net, x_test)
     if not check.ok:
         raise RuntimeError(f"folded IR disagrees with torch eval on the test set: {check.bits} hidden bits, "
@@ -340,7 +363,8 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
     }
     net = dataclasses.replace(net, meta=meta)
     net.save(out_dir / MODEL)
-    weight_bits = sum(l.weights.size for l in net.layers) + net.head.weights.size
+    weight_bits = sum(l.tables.size if isinstance(l, LutLayer) else l.weights.size for l in net.layers)
+    weight_bits += getattr(net.head, "weights", np.zeros(0)).size
     summary = {
         "command": "train",
         "finished": True,
@@ -357,7 +381,7 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
         "widths": net.widths() + [net.n_classes],
         "params": {
             "weight_bits": int(weight_bits),
-            "thresholds": int(sum(l.n_out for l in net.layers)),
+            "thresholds": int(sum(l.n_out for l in net.layers if not isinstance(l, LutLayer))),
             "torch_parameters": int(sum(p.numel() for p in model.parameters())),
         },
         "fold_check": dataclasses.asdict(check),
