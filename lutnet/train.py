@@ -56,7 +56,7 @@ class TrainConfig:
     binarization: str = "deterministic"  # weights in training: "deterministic" or "stochastic" (BinaryConnect)
     epochs: int = 20                    # passes over the training set
     batch_size: int = 128               # samples per step (the last incomplete batch of an epoch is dropped)
-    lr: float = 1e-2                    # Adam learning rate of BN parameters and the output scale
+    lr: float | None = None             # Adam learning rate; None = 1e-2 for bnn, 1e-1 for lut (measured best on digits)
     weight_lr_scale: float = 1.0        # latent binary weights learn at lr * weight_lr_scale
     lr_final: float = 0.01              # cosine schedule (per step) ends at lr * lr_final
     bn_momentum: float = 0.1            # BatchNorm running-statistics momentum
@@ -98,6 +98,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 raise ConfigError(f"{name} must be None or an integer >= 1, not {value!r}")
+        if self.lr is None:
+            self.lr = 1e-1 if self.arch == "lut" else 1e-2
         for name in ("lr", "weight_lr_scale"):
             value = getattr(self, name)
             if not _is_real(value) or not 0 < value < math.inf:
