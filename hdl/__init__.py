@@ -3,12 +3,14 @@
 >>> from lutnet.hdl import LutnetTop, PipelineOptions, generate
 """
 from .emit import DESIGN_FILE, PORTS, TOP_NAME, VERILOG_FILE, design_description, generate, to_verilog
-from .layers import EncoderComponent, XnorHeadComponent, XnorLayerComponent, class_bits
+from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent, XnorHeadComponent,
+                     XnorLayerComponent, class_bits, lut_support)
 from .options import PipelineOptions
 from .top import LutnetTop
 
 __all__ = [
     "LutnetTop", "PipelineOptions", "generate", "to_verilog", "design_description",
-    "EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "class_bits",
+    "EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "LutLayerComponent",
+    "GroupSumHeadComponent", "lut_support", "class_bits",
     "TOP_NAME", "VERILOG_FILE", "DESIGN_FILE", "PORTS",
 ]

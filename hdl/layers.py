@@ -1,4 +1,5 @@
-"""Hardware for each IR op: input encoder, XNOR-popcount-threshold layer, XNOR head with argmax.
+"""Hardware for each IR op: input encoder, XNOR-popcount-threshold layer, K-input LUT layer, XNOR
+head and group-sum head with argmax.
 
 Each component is combinational logic plus optional pipeline registers. All registers load only
 while ``en`` is 1 (the global pipeline enable of :class:`~lutnet.hdl.top.LutnetTop`), so a
@@ -17,7 +18,8 @@ from lutnet import ir
 from .options import register_count, registered_after
 from .popcount import build_popcounts, popcount_depth
 
-__all__ = ["EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "class_bits"]
+__all__ = ["EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "LutLayerComponent",
+           "GroupSumHeadComponent", "lut_support", "class_bits"]
 
 
 def class_bits(n_classes: int) -> int:
@@ -184,7 +186,166 @@ class XnorLayerComponent(wiring.Component):
         return m
 
 
-class XnorHeadComponent(wiring.Component):
+def lut_support(inputs, table) -> tuple[list[int], int]:
+    """The inputs a LUT neuron really depends on, and its table over them.
+
+    ``inputs`` is one neuron's (K,) input indices, ``table`` its (2**K,) bits. Repeated indices
+    are merged and inputs the table ignores are dropped; returns ``(indices, table_int)`` with
+    address bit ``k`` = input ``indices[k]`` and bit ``a`` of ``table_int`` the output at address
+    ``a``. A constant neuron has no indices (``table_int`` 0 or 1).
+
+    >>> lut_support([3, 5], [0, 1, 0, 1])      # out = x[3]: x[5] is ignored
+    ([3], 2)
+    >>> lut_support([2, 2], [0, 0, 0, 1])      # out = x[2] & x[2]
+    ([2], 2)
+    >>> lut_support([4, 1], [1, 1, 1, 1])
+    ([], 1)
+    """
+    inputs = [int(v) for v in inputs]
+    table = np.asarray(table, dtype=bool)
+    variables = sorted(set(inputs))
+    # Truth table over the distinct variables: address bit v of a -> variable variables[v].
+    position = {x: v for v, x in enumerate(variables)}
+    a = np.arange(2 ** len(variables))
+    address = np.zeros_like(a)
+    for k, x in enumerate(inputs):
+        address |= ((a >> position[x]) & 1) << k
+    values = table[address]
+    for v in reversed(range(len(variables))):
+        lo = values.reshape(-1, 2, 2 ** v)      # [..., bit v, lower bits]
+        if (lo[:, 0] == lo[:, 1]).all():
+            values = lo[:, 0].reshape(-1)
+            del variables[v]
+    return variables, int(sum(1 << i for i in np.flatnonzero(values).tolist()))
+
+
+class LutLayerComponent(wiring.Component):
+    """LUT layer: ``o[j] = tables[j][address]``, address bit ``k`` = ``i[inputs[j, k]]``.
+
+    Each neuron is one constant table indexed by its inputs (``Const.bit_select``), a
+    K-input function that synthesis maps to one K-input LUT (K <= 6 on a 6-LUT fabric). Repeated
+    inputs and inputs a table ignores are removed first (:func:`lut_support`), so a constant
+    neuron is a constant and a neuron that copies one input is a wire.
+
+    Parameters
+    ----------
+    layer : ir.LutLayer
+    register : bool
+        Register the output bits.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    i : In(n_in)
+        Input bits.
+    o : Out(n_out)
+        Output bits.
+    latency : int
+        1 if ``register`` else 0 cycles.
+    """
+
+    def __init__(self, layer: ir.LutLayer, *, register: bool = True):
+        _check_kind(layer, ir.LutLayer, "layer")
+        self.ir = layer
+        self.register = bool(register)
+        self.latency = int(self.register)
+        super().__init__({
+            "en": In(1),
+            "i": In(layer.n_in),
+            "o": Out(layer.n_out),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self.ir
+        bits = []
+        for inputs, table in zip(layer.inputs, layer.tables):
+            variables, value = lut_support(inputs, table)
+            if not variables:
+                bits.append(Const(value, 1))
+            elif len(variables) == 1 and value == 0b10:
+                bits.append(self.i[variables[0]])
+            else:
+                address = Cat(*(self.i[v] for v in variables))
+                bits.append(Const(value, 2 ** len(variables)).bit_select(address, 1))
+        _drive(m, self.o, Cat(*bits), self.en, self.register)
+        return m
+
+
+class _ArgmaxHead(wiring.Component):
+    """What the two heads share: class scores (built by :meth:`_counts`), an optional score
+    register, the argmax tree and the output layout.
+
+    The argmax is a balanced tree of comparisons of adjacent candidates, keeping the left one
+    when its score is ``>=`` the right one's, so ties go to the lowest index.
+    """
+
+    def __init__(self, head, *, tree_inputs: int, adder_levels_per_stage: int | None = None,
+                 register_scores: bool = True, argmax_levels_per_stage: int | None = None,
+                 register_output: bool = True, share_subtrees: bool = True):
+        self.ir = head
+        self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
+                                                    "adder_levels_per_stage")
+        self.argmax_levels_per_stage = _check_period(argmax_levels_per_stage,
+                                                     "argmax_levels_per_stage")
+        self.register_scores = bool(register_scores)
+        self.register_output = bool(register_output)
+        self.share_subtrees = bool(share_subtrees)
+        self.class_bits = class_bits(head.n_classes)
+        self.score_bits = head.score_bits
+        self.tree_latency = register_count(popcount_depth(tree_inputs), self.adder_levels_per_stage)
+        self.argmax_latency = register_count(popcount_depth(head.n_classes),
+                                             self.argmax_levels_per_stage)
+        self.latency = (self.tree_latency + int(self.register_scores) + self.argmax_latency
+                        + int(self.register_output))
+        super().__init__({
+            "en": In(1),
+            "i": In(head.n_in),
+            "o": Out(self.class_bits + head.n_classes * self.score_bits),
+        })
+
+    def _counts(self, m: Module) -> list:
+        """The class scores, each ``score_bits`` wide, after ``tree_latency`` registers."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        head, en = self.ir, self.en
+        counts = self._counts(m)
+        assert all(len(c) == self.score_bits for c in counts)
+        scores = _signal(m, Cat(*counts), en, self.register_scores, "scores")
+        n, w, cb = head.n_classes, self.score_bits, self.class_bits
+        # Candidates (score, index); an index is a constant until its first comparison. Each
+        # level is a signal, so the comparison feeding two muxes is built once.
+        nodes = [(scores[c * w:(c + 1) * w], Const(c, cb)) for c in range(n)]
+        depth = popcount_depth(n)
+        for level in range(1, depth + 1):
+            last = level == depth
+            merged = []
+            for p in range(0, len(nodes) - 1, 2):
+                (sa, ia), (sb, ib) = nodes[p], nodes[p + 1]
+                keep_left = Signal(name=f"argmax_l{level}_ge{p // 2}")
+                m.d.comb += keep_left.eq(sa >= sb)
+                merged.append((None if last else Mux(keep_left, sa, sb), Mux(keep_left, ia, ib)))
+            if len(nodes) % 2:
+                merged.append(nodes[-1])
+            registered = registered_after(level, self.argmax_levels_per_stage, depth)
+            if last:
+                nodes = merged
+                break
+            flat = Cat(scores, *(v for node in merged for v in node))
+            reg = _signal(m, flat, en, registered, f"argmax_l{level}")
+            scores, pos, nodes = reg[:n * w], n * w, []
+            for _ in merged:
+                nodes.append((reg[pos:pos + w], reg[pos + w:pos + w + cb]))
+                pos += w + cb
+        (_, index), = nodes
+        _drive(m, self.o, Cat(index, scores), en, self.register_output)
+        return m
+
+
+class XnorHeadComponent(_ArgmaxHead):
     """XNOR head: class scores ``popcount(~(i ^ weights[c]))`` and their argmax.
 
     The argmax is a balanced tree of comparisons of adjacent candidates, keeping the left one
@@ -218,65 +379,53 @@ class XnorHeadComponent(wiring.Component):
         (``(ceil(log2(n_classes)) - 1) // argmax_levels_per_stage``), + 1 if ``register_output``.
     """
 
-    def __init__(self, head: ir.XnorHead, *, adder_levels_per_stage: int | None = None,
-                 register_scores: bool = True, argmax_levels_per_stage: int | None = None,
-                 register_output: bool = True, share_subtrees: bool = True):
+    def __init__(self, head: ir.XnorHead, **options):
         _check_kind(head, ir.XnorHead, "head")
-        self.ir = head
-        self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
-                                                    "adder_levels_per_stage")
-        self.argmax_levels_per_stage = _check_period(argmax_levels_per_stage,
-                                                     "argmax_levels_per_stage")
-        self.register_scores = bool(register_scores)
-        self.register_output = bool(register_output)
-        self.share_subtrees = bool(share_subtrees)
-        self.class_bits = class_bits(head.n_classes)
-        self.score_bits = head.score_bits
-        self.tree_latency = register_count(popcount_depth(head.n_in), self.adder_levels_per_stage)
-        self.argmax_latency = register_count(popcount_depth(head.n_classes),
-                                             self.argmax_levels_per_stage)
-        self.latency = (self.tree_latency + int(self.register_scores) + self.argmax_latency
-                        + int(self.register_output))
-        super().__init__({
-            "en": In(1),
-            "i": In(head.n_in),
-            "o": Out(self.class_bits + head.n_classes * self.score_bits),
-        })
+        super().__init__(head, tree_inputs=head.n_in, **options)
 
-    def elaborate(self, platform):
-        m = Module()
-        head, en = self.ir, self.en
+    def _counts(self, m):
         counts, latency = build_popcounts(
-            m, self.i, head.weights, en=en, levels_per_stage=self.adder_levels_per_stage,
+            m, self.i, self.ir.weights, en=self.en, levels_per_stage=self.adder_levels_per_stage,
             share=self.share_subtrees, name="sum")
         assert latency == self.tree_latency
-        assert all(len(c) == self.score_bits for c in counts)
-        scores = _signal(m, Cat(*counts), en, self.register_scores, "scores")
-        n, w, cb = head.n_classes, self.score_bits, self.class_bits
-        # Candidates (score, index); an index is a constant until its first comparison. Each
-        # level is a signal, so the comparison feeding two muxes is built once.
-        nodes = [(scores[c * w:(c + 1) * w], Const(c, cb)) for c in range(n)]
-        depth = popcount_depth(n)
-        for level in range(1, depth + 1):
-            last = level == depth
-            merged = []
-            for p in range(0, len(nodes) - 1, 2):
-                (sa, ia), (sb, ib) = nodes[p], nodes[p + 1]
-                keep_left = Signal(name=f"argmax_l{level}_ge{p // 2}")
-                m.d.comb += keep_left.eq(sa >= sb)
-                merged.append((None if last else Mux(keep_left, sa, sb), Mux(keep_left, ia, ib)))
-            if len(nodes) % 2:
-                merged.append(nodes[-1])
-            registered = registered_after(level, self.argmax_levels_per_stage, depth)
-            if last:
-                nodes = merged
-                break
-            flat = Cat(scores, *(v for node in merged for v in node))
-            reg = _signal(m, flat, en, registered, f"argmax_l{level}")
-            scores, pos, nodes = reg[:n * w], n * w, []
-            for _ in merged:
-                nodes.append((reg[pos:pos + w], reg[pos + w:pos + w + cb]))
-                pos += w + cb
-        (_, index), = nodes
-        _drive(m, self.o, Cat(index, scores), en, self.register_output)
-        return m
+        return counts
+
+
+class GroupSumHeadComponent(_ArgmaxHead):
+    """Group-sum head: score ``c`` is the popcount of input bits ``i[c * g +: g]``
+    (``g = n_in / n_classes``), then the same argmax as :class:`XnorHeadComponent`.
+
+    Each group's popcount is the balanced adder tree of :mod:`lutnet.hdl.popcount` (weights all
+    1, so no inverter).
+
+    Parameters
+    ----------
+    head : ir.GroupSumHead
+    adder_levels_per_stage, register_scores, argmax_levels_per_stage, register_output, share_subtrees
+        As for :class:`XnorHeadComponent` (``share_subtrees`` has nothing to share here: the
+        groups read different bits).
+
+    Attributes
+    ----------
+    en, i, o, class_bits, score_bits
+        As for :class:`XnorHeadComponent`, with ``score_bits = g.bit_length()``.
+    latency : int
+        ``(ceil(log2(g)) - 1) // adder_levels_per_stage`` adder-tree registers (0 for None),
+        + 1 if ``register_scores``, + argmax-tree registers, + 1 if ``register_output``.
+    """
+
+    def __init__(self, head: ir.GroupSumHead, **options):
+        _check_kind(head, ir.GroupSumHead, "head")
+        super().__init__(head, tree_inputs=head.group, **options)
+
+    def _counts(self, m):
+        g, ones = self.ir.group, np.ones((1, self.ir.group), dtype=bool)
+        counts = []
+        for c in range(self.ir.n_classes):
+            (count,), latency = build_popcounts(
+                m, self.i[c * g:(c + 1) * g], ones, en=self.en,
+                levels_per_stage=self.adder_levels_per_stage, share=self.share_subtrees,
+                name=f"sum{c}")
+            assert latency == self.tree_latency
+            counts.append(count)
+        return counts

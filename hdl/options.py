@@ -32,7 +32,7 @@ class PipelineOptions:
     """
 
     register_encoder: bool = True                # register the encoder's output bits
-    layers_per_stage: int | None = 1             # register after every N-th XNOR layer
+    layers_per_stage: int | None = 1             # register after every N-th layer (XNOR or LUT)
     adder_levels_per_stage: int | None = None    # register every N adder levels in popcount trees
     register_scores: bool = True                 # register the head's class scores
     argmax_levels_per_stage: int | None = None   # register every N levels of the argmax tree

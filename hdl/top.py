@@ -11,14 +11,16 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from lutnet import ir
-from .layers import EncoderComponent, XnorHeadComponent, XnorLayerComponent, class_bits
+from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent, XnorHeadComponent,
+                     XnorLayerComponent, class_bits)
 from .options import PipelineOptions
 
-__all__ = ["LutnetTop"]
+__all__ = ["LutnetTop", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
 
 
 class LutnetTop(wiring.Component):
-    """Encoder -> XNOR layers -> head, as a stream pipeline.
+    """Encoder -> layers (XNOR or LUT, in any order) -> head (XNOR or group-sum), as a stream
+    pipeline.
 
     Every pipeline register (data, and a shift register of valid bits beside it) advances on
     one global enable ``en = ~o_stream.valid | o_stream.ready``, and ``i_stream.ready = en``:
@@ -27,7 +29,10 @@ class LutnetTop(wiring.Component):
     not depend on ``o_stream.ready``). Reset clears the valid bits. With no register at all
     (every option off) the top is combinational and ``o_stream.valid = i_stream.valid``.
 
-    Submodules are named ``encoder``, ``layer0``, ``layer1``, ..., ``head``.
+    Submodules are named ``encoder``, ``layer0``, ``layer1``, ..., ``head``. Each layer and the
+    head get the component of their IR kind (:data:`LAYER_COMPONENTS`, :data:`HEAD_COMPONENTS`);
+    ``layers_per_stage`` counts layers of every kind alike. Another kind is a ``TypeError`` that
+    names it.
 
     Parameters
     ----------
@@ -60,17 +65,8 @@ class LutnetTop(wiring.Component):
         self.net, self.options = net, options
         o = options
         self.encoder = EncoderComponent(net.encoder, register=o.register_encoder)
-        self.layers = tuple(
-            XnorLayerComponent(
-                layer,
-                register=o.layers_per_stage is not None and (i + 1) % o.layers_per_stage == 0,
-                adder_levels_per_stage=o.adder_levels_per_stage,
-                share_subtrees=o.share_subtrees)
-            for i, layer in enumerate(net.layers))
-        self.head = XnorHeadComponent(
-            net.head, adder_levels_per_stage=o.adder_levels_per_stage,
-            register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
-            register_output=o.register_output, share_subtrees=o.share_subtrees)
+        self.layers = tuple(_layer_component(i, layer, o) for i, layer in enumerate(net.layers))
+        self.head = _head_component(net.head, o)
         self.class_bits = class_bits(net.n_classes)
         self.score_bits = net.head.score_bits
         self.payload_in_bits = net.encoder.n_features * net.encoder.input_bits
@@ -110,3 +106,35 @@ class LutnetTop(wiring.Component):
             self.i_stream.ready.eq(en),
         ]
         return m
+
+
+#: IR layer kind -> component class.
+LAYER_COMPONENTS = {ir.XnorLayer.kind: XnorLayerComponent, ir.LutLayer.kind: LutLayerComponent}
+#: IR head kind -> component class.
+HEAD_COMPONENTS = {ir.XnorHead.kind: XnorHeadComponent, ir.GroupSumHead.kind: GroupSumHeadComponent}
+
+
+def _kind(value) -> str:
+    return getattr(value, "kind", None) or type(value).__name__
+
+
+def _layer_component(i: int, layer, o: PipelineOptions):
+    register = o.layers_per_stage is not None and (i + 1) % o.layers_per_stage == 0
+    if type(layer) is ir.XnorLayer:
+        return XnorLayerComponent(layer, register=register,
+                                  adder_levels_per_stage=o.adder_levels_per_stage,
+                                  share_subtrees=o.share_subtrees)
+    if type(layer) is ir.LutLayer:
+        return LutLayerComponent(layer, register=register)
+    raise TypeError(f"layer {i}: no hardware for layer kind {_kind(layer)!r} "
+                    f"(supported: {', '.join(sorted(LAYER_COMPONENTS))})")
+
+
+def _head_component(head, o: PipelineOptions):
+    cls = {ir.XnorHead: XnorHeadComponent, ir.GroupSumHead: GroupSumHeadComponent}.get(type(head))
+    if cls is None:
+        raise TypeError(f"head: no hardware for head kind {_kind(head)!r} "
+                        f"(supported: {', '.join(sorted(HEAD_COMPONENTS))})")
+    return cls(head, adder_levels_per_stage=o.adder_levels_per_stage,
+               register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
+               register_output=o.register_output, share_subtrees=o.share_subtrees)

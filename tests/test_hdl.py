@@ -445,3 +445,126 @@ def test_hdl_sources_do_not_import_torch():
     hdl = Path(__file__).resolve().parents[1] / "hdl"
     for path in hdl.glob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+torch", path.read_text(), re.M), path
+
+
+# -- LUT layers and the group-sum head -----------------------------------------------------------
+
+from lutnet.hdl import GroupSumHeadComponent, LutLayerComponent, lut_support  # noqa: E402
+from netgen import random_lut_layer, random_net  # noqa: E402
+
+
+def make_lut_net(seed, *, all_lut=False):
+    """A random mixed XNOR/LUT net (K 2..6) with a group-sum head; ``all_lut``: LUT layers only."""
+    rng = np.random.default_rng([seed, 7])
+    net = random_net(rng, input_bits=int(rng.integers(1, 5)), features=int(rng.integers(1, 9)),
+                     classes=int(rng.integers(2, 7)), lut=True)
+    if all_lut:
+        layers, n_in = [], net.encoder.n_out
+        for layer in net.layers:
+            layers.append(random_lut_layer(rng, n_in, layer.n_out))
+            n_in = layer.n_out
+        net = ir.Network(net.encoder, layers, net.head)
+    return net
+
+
+@pytest.mark.parametrize("seed", range(300, 316))
+def test_lut_nets_random_options(seed):
+    rng = np.random.default_rng(seed)
+    net = make_lut_net(seed, all_lut=seed % 4 == 0)
+    assert any(isinstance(l, ir.LutLayer) for l in net.layers)
+    options = random_options(rng)
+    x = make_inputs(net, 30, seed)
+    top = LutnetTop(net, options=options)
+    got = stream(top, pack(net, x), idle=float(rng.random() * 0.6), stall=float(rng.random() * 0.8),
+                 seed=seed)
+    assert [unpack(top, p) for p in got] == expected(net, x), (net.describe(), options)
+
+
+@pytest.mark.parametrize("options", sorted(OPTIONS))
+def test_lut_then_xnor_and_every_k(options):
+    """Every K from 1 to 6, a LUT layer before an XNOR layer, and degenerate tables (constant,
+    a copy, repeated inputs) in a chain ending in a group-sum head whose scores tie."""
+    rng = np.random.default_rng(77)
+    enc = ir.Encoder(rng.integers(0, 9, (6, 2)), 3)
+    layers, n_in = [], enc.n_out
+    for k in range(1, 7):
+        layer = random_lut_layer(rng, n_in, 12, k=k)
+        tables = np.array(layer.tables)
+        tables[0] = False
+        tables[1] = np.arange(2 ** k) & 1            # a copy of input 0
+        inputs = np.array(layer.inputs)
+        inputs[2] = inputs[2, 0]                     # one input, repeated
+        layers.append(ir.LutLayer(inputs, tables, n_in))
+        n_in = 12
+        if k == 3:
+            layers.append(ir.XnorLayer(rng.integers(0, 2, (12, 12)), _layer_thresholds(rng, 12, 12)))
+    net = ir.Network(enc, layers, ir.GroupSumHead(12, 4))
+    x = make_inputs(net, 40, 77)
+    top = LutnetTop(net, options=OPTIONS[options])
+    assert [type(l).__name__ for l in top.layers].count("LutLayerComponent") == 6
+    got = stream(top, pack(net, x), idle=0.2, stall=0.4, seed=77)
+    assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+def test_group_sum_ties_go_to_the_lowest_index():
+    enc = ir.Encoder(np.zeros((4, 1), dtype=int), 2)          # every bit a constant 1
+    net = ir.Network(enc, [], ir.GroupSumHead(4, 2))
+    x = make_inputs(net, 10, 0)
+    top = LutnetTop(net)
+    got = [unpack(top, p) for p in stream(top, pack(net, x), seed=1)]
+    assert got == [(0, [2, 2])] * 10 == expected(net, x)
+
+
+def test_lut_components_ports_and_latency():
+    rng = np.random.default_rng(5)
+    layer = random_lut_layer(rng, 20, 9, k=4)
+    c = LutLayerComponent(layer)
+    assert (len(c.i), len(c.o), c.latency) == (20, 9, 1)
+    assert LutLayerComponent(layer, register=False).latency == 0
+    head = GroupSumHeadComponent(ir.GroupSumHead(30, 3), adder_levels_per_stage=1)
+    # groups of 10: tree depth 4 -> 3 registers inside, + scores + output
+    assert (head.class_bits, head.score_bits, len(head.o), head.latency) == (2, 4, 2 + 12, 5)
+    net = make_lut_net(3)
+    top = LutnetTop(net, options=PipelineOptions(layers_per_stage=2))
+    assert all(l.latency == 0 for l in top.layers[0::2] if isinstance(l, LutLayerComponent))
+    assert all(l.latency == 1 for l in top.layers[1::2] if isinstance(l, LutLayerComponent))
+
+
+def test_lut_support():
+    assert lut_support([3, 5], [0, 1, 0, 1]) == ([3], 0b10)
+    assert lut_support([1, 2], [0, 1, 1, 0]) == ([1, 2], 0b0110)
+    assert lut_support([2, 1], [0, 0, 1, 1]) == ([1], 0b10)          # out = x[1], address bit 1
+    assert lut_support([4, 4, 4], [0] * 7 + [1]) == ([4], 0b10)
+    assert lut_support([0], [1, 1]) == ([], 1)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: LutLayerComponent(make_net(0).layers[0]), "layer must be an ir.LutLayer, not XnorLayer"),
+    (lambda: GroupSumHeadComponent(make_net(0).head),
+     "head must be an ir.GroupSumHead, not XnorHead"),
+])
+def test_lut_constructor_type_errors(make, message):
+    with pytest.raises(TypeError, match=f"^{message}$"):
+        make()
+
+
+class _Conv:
+    kind = "conv"
+    n_in = n_out = 3
+
+
+class _Softmax:
+    kind = "softmax"
+    n_in, n_classes = 3, 2
+
+
+def test_unsupported_kinds_are_named():
+    net = make_lut_net(1)
+    bad = ir.Network(net.encoder, net.layers, net.head)
+    object.__setattr__(bad, "layers", net.layers[:1] + (_Conv(),))
+    with pytest.raises(TypeError, match=r"^layer 1: no hardware for layer kind 'conv' \(supported: lut, xnor\)$"):
+        LutnetTop(bad)
+    bad = ir.Network(net.encoder, net.layers, net.head)
+    object.__setattr__(bad, "head", _Softmax())
+    with pytest.raises(TypeError, match=r"^head: no hardware for head kind 'softmax' \(supported: group_sum, xnor_head\)$"):
+        LutnetTop(bad)

@@ -199,3 +199,32 @@ def test_bench_importable_from_any_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", "import lutnet.sim.bench, lutnet.sim.runner, lutnet.sim.objcache"],
                    cwd=tmp_path, env=env, check=True)
+
+
+# -- LUT nets: a property-style check ------------------------------------------------------------
+
+def _lut_case(seed):
+    """A random mixed XNOR/LUT net (K 2..6, group-sum head), random pipeline settings."""
+    rng = np.random.default_rng([seed, 31])
+    net = random_net(rng, features=int(rng.integers(2, 7)), input_bits=int(rng.integers(1, 5)),
+                     widths=[int(w) for w in rng.integers(4, 24, size=int(rng.integers(1, 4)))],
+                     classes=int(rng.integers(2, 6)), lut=True)
+    period = lambda: None if rng.random() < 0.5 else int(rng.integers(1, 3))
+    options = PipelineOptions(register_encoder=bool(rng.random() < 0.5), layers_per_stage=period(),
+                              adder_levels_per_stage=period(), argmax_levels_per_stage=period(),
+                              register_scores=bool(rng.random() < 0.5), register_output=True)
+    x = rng.integers(0, 2 ** net.encoder.input_bits, size=(100, net.encoder.n_features))
+    return net, options, x
+
+
+@pytest.mark.parametrize("simulator,seeds", [("verilator", range(6)), ("icarus", range(6, 7))])
+def test_random_lut_nets_match_golden(simulator, seeds, build_root, tmp_path):
+    need(simulator)
+    for seed in seeds:
+        net, options, x = _lut_case(seed)
+        assert any(l.kind == "lut" for l in net.layers) and net.head.kind == "group_sum"
+        generate(net, tmp_path / f"lut{seed}", options)
+        e = golden.run(net, x)
+        r = runner.run(tmp_path / f"lut{seed}", x, e.classes, e.scores, simulator, build_dir=build_root,
+                       random_ready=seed % 2 == 1, seed=seed)
+        assert r["passed"] and r["mismatches"] == 0, (seed, net.describe(), options, r)
