@@ -29,8 +29,12 @@ def resolve_model(path) -> Path:
 
 
 def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, run_synth: bool = True,
-          log=print) -> dict:
-    """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``."""
+          synth_jobs: int | None = None, slice_bits: int | None = None, log=print) -> dict:
+    """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``.
+
+    Yosys maps each stage in its own process, at most ``synth_jobs`` at once, and layers of more
+    than ``slice_bits`` weight bits in slices of neurons (see :func:`lutnet.synth.synthesize_stages`;
+    the defaults come from ``$LUTNET_SYNTH_JOBS`` and ``$LUTNET_SYNTH_SLICE_BITS``)."""
     src = resolve_model(model)
     net = Network.load(src)
     target = targets.load(board)
@@ -46,10 +50,22 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                    "verilog": "lutnet_top.v", "latency": design["latency"],
                    "meta": net.meta}
         if run_synth:
-            log(f"synthesizing for {target.name} ({target.description}) with Yosys")
-            report = synth.synthesize(tmp / "lutnet_top.v", design["top"], target, design["submodules"])
+            from .hdl.top import LutnetTop
+
+            log(f"synthesizing for {target.name} ({target.description}) with Yosys, stage by stage")
+            report = synth.synthesize_stages(LutnetTop(net, options=pipeline), target,
+                                             workers=synth_jobs, slice_bits=slice_bits, log=log)
             summary.update(board=target.name, luts=report["luts"], ffs=report["ffs"],
-                           carry=report["carry"], lut_size=report["lut_size"], layers=report["layers"])
+                           carry=report["carry"], lut_size=report["lut_size"], layers=report["layers"],
+                           synthesis=report["synthesis"])
+            how = report["synthesis"]
+            if how["method"] == "sliced":
+                cut = ", ".join(f"{k} in {v['count']}" for k, v in how["slices"].items())
+                log(f"{report['luts']} LUT{report['lut_size']}, {report['ffs']} FFs: sum of {how['processes']} "
+                    f"Yosys runs, sliced ({cut}): an upper bound (no sharing of adder subtrees across slices)")
+            else:
+                log(f"{report['luts']} LUT{report['lut_size']}, {report['ffs']} FFs: sum of "
+                    f"{how['processes']} per-stage Yosys runs")
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / "summary.json", summary)
     return summary

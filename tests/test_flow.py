@@ -102,3 +102,22 @@ def test_non_editable_install_finds_generators_benches_and_boards(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(str(site)) and "'xc7'" in proc.stdout
+
+
+def test_lut_net_flow(tmp_path):
+    """A LUT-Net through the same commands: about one LUT6 per neuron, RTL == golden.
+
+    Measured: 63 LUTs for layer0's 60 neurons (57 LUT6 and a few small LUTs), the same with a
+    single Yosys process; the bound allows Yosys's rounding of 10 %."""
+    run = tmp_path / "lut"
+    proc = lutnet("train", "-o", run, "--arch", "lut", "--k", "6", "--hidden", "60,30", "--levels", "2", "--epochs", "6")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = lutnet("build", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads((run / "build" / "summary.json").read_text())
+    assert 0 < s["layers"]["layer0"]["luts"] <= 66 and 0 < s["layers"]["layer1"]["luts"] <= 33
+    proc = lutnet("sim", run / "build")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sim = json.loads((run / "build" / "sim-verilator" / "summary.json").read_text())
+    train = json.loads((run / "summary.json").read_text())
+    assert sim["mismatches"] == 0 and sim["rtl_accuracy"] == train["test_accuracy"]

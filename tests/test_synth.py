@@ -1,0 +1,116 @@
+"""Per-stage and sliced Yosys synthesis (lutnet.synth) against the single-process flow.
+
+Yosys runs on tiny random nets only (the whole file takes about a minute on 2 cores).
+
+Tolerance: FF counts must match exactly. LUT counts may differ a little: a stage mapped as its
+own top is the same module text as in the whole design (no optimization crosses the kept
+hierarchy), but ABC's mapping depends on the order of the netlist's objects, which depends on
+what else was in the Yosys process (its global auto-name counters); that moves a stage's count
+by a few per cent either way. We allow 10 % per stage (at least 4 LUTs) and 4 % in total.
+"""
+import numpy as np
+import pytest
+
+from lutnet import synth, targets
+from lutnet.hdl.emit import generate
+from lutnet.hdl.top import LutnetTop
+from lutnet.ir import LutLayer, Network, XnorLayer
+from netgen import random_lut_layer, random_net
+
+KEYS = ("luts", "ffs", "carry", "other")
+
+
+def close(a, b, rel, at_least=0):
+    return abs(a - b) <= max(at_least, rel * b)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    net = random_net(np.random.default_rng(7), features=8, input_bits=4, levels=2,
+                     widths=[24, 16], classes=4)
+    # no constant neurons (threshold 0 or n_in + 1): Yosys merges identical registers inside one
+    # module, so two constant neurons in different slices would cost one FF more than unsliced
+    layers = [XnorLayer(l.weights, np.clip(l.thresholds, 1, l.n_in)) for l in net.layers]
+    net = Network(net.encoder, layers, net.head, meta=net.meta)
+    target = targets.load("xc7")
+    d = tmp_path_factory.mktemp("single")
+    design = generate(net, d)
+    single = synth.synthesize(d / "lutnet_top.v", design["top"], target, design["submodules"])
+    staged = synth.synthesize_stages(LutnetTop(net), target, workers=2, slice_bits=10 ** 9)
+    # layer0: 24 rows x 16 inputs, 8 rows per slice -> 3 slices; layer1: 16 x 24, 5 rows -> 4
+    sliced = synth.synthesize_stages(LutnetTop(net), target, workers=2, slice_bits=130)
+    return single, staged, sliced, design["latency"]
+
+
+def test_per_stage_equals_single_process(runs):
+    single, staged, _, latency = runs
+    assert staged["synthesis"]["method"] == "per-stage" and staged["synthesis"]["slices"] == {}
+    assert set(staged["layers"]) == set(single["layers"]) == {"encoder", "layer0", "layer1", "head"}
+    for name, ref in single["layers"].items():
+        got = staged["layers"][name]
+        assert got["ffs"] == ref["ffs"], name
+        assert got["carry"] == ref["carry"] and got["other"] == ref["other"], (name, got, ref)
+        assert close(got["luts"], ref["luts"], 0.10, 4), (name, got, ref)
+    assert staged["ffs"] == single["ffs"] and staged["other"] == single["other"]
+    assert close(staged["luts"], single["luts"], 0.04), (staged["luts"], single["luts"])
+    # the totals are the stages plus the glue (valid bits, enable)
+    glue = staged["synthesis"]["glue"]
+    for k in KEYS:
+        assert staged[k] == glue[k] + sum(l[k] for l in staged["layers"].values())
+    assert glue["ffs"] == latency  # the valid shift register
+
+
+def test_sliced_sums(runs):
+    _, staged, sliced, _ = runs
+    how = sliced["synthesis"]
+    assert how["method"] == "sliced"
+    assert {k: v["count"] for k, v in how["slices"].items()} == {"layer0": 3, "layer1": 4}
+    assert how["slices"]["layer0"]["rows"] == [8, 8, 8] and how["slices"]["layer1"]["rows"] == [4] * 4
+    for name in ("layer0", "layer1"):
+        s, ref = sliced["layers"][name], staged["layers"][name]
+        assert s["ffs"] == ref["ffs"] == sum(how["slices"][name]["ffs"])
+        assert s["luts"] == sum(how["slices"][name]["luts"])
+        # no sharing across slices: not fewer LUTs, up to the ABC noise described above
+        assert s["luts"] >= 0.9 * ref["luts"], (name, s, ref)
+    for name in ("encoder", "head"):
+        assert sliced["layers"][name] == staged["layers"][name]
+    assert sliced["ffs"] == staged["ffs"]
+
+
+def test_one_slice_is_the_unsliced_layer():
+    layer = XnorLayer(np.eye(5, 7, dtype=bool), np.arange(5))
+    assert synth.plan_slices(layer.n_out, synth.layer_cost(layer), 35) == [(0, 5)]
+    assert synth.plan_slices(512, 512 * 784, 65536) == [(round(k * 512 / 7), round((k + 1) * 512 / 7)) for k in range(7)]
+    assert synth.plan_slices(3, 3000, 1) == [(0, 1), (1, 2), (2, 3)]  # at least one row
+
+
+def test_slice_layer_ir():
+    rng = np.random.default_rng(0)
+    x = XnorLayer(rng.integers(0, 2, size=(10, 6)), rng.integers(0, 7, size=10))
+    s = synth.slice_layer(x, 3, 7)
+    assert s.n_in == 6 and s.n_out == 4
+    assert (s.weights == x.weights[3:7]).all() and (s.thresholds == x.thresholds[3:7]).all()
+    lut = random_lut_layer(rng, 9, 12, k=3)
+    s = synth.slice_layer(lut, 0, 5)
+    assert isinstance(s, LutLayer) and s.n_in == 9 and s.n_out == 5 and s.k == 3
+    assert (s.inputs == lut.inputs[:5]).all() and (s.tables == lut.tables[:5]).all()
+    assert synth.layer_cost(x) == 60 and synth.layer_cost(lut) == 12 * 8 + 12 * 3
+
+
+def test_yosys_error_is_named(tmp_path):
+    (tmp_path / "broken.v").write_text("module broken(input a, output y);\n  assign y = a &;\nendmodule\n")
+    with pytest.raises(synth.SynthError) as e:
+        synth._stat(tmp_path, ["broken.v"], "broken", targets.load("xc7"), what="broken")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("yosys (broken) failed: broken.v:2: ERROR: syntax error")
+    assert "see " not in msg  # nothing that points into a deleted folder
+
+
+def test_out_of_memory_message():
+    log = "-- Running command `abc` --\nERROR: Out of memory: cannot allocate 1048576 bytes\n"
+    msg = synth._failure_message(log, 1)
+    assert msg.startswith("yosys ran out of memory (YoWASP is 32-bit WebAssembly, at most 4 GiB): ERROR: Out of memory")
+    assert "LUTNET_SYNTH_SLICE_BITS" in msg
+    msg = synth._failure_message("Error: failed to run main module\nCaused by: memory allocation of 64 bytes failed\n", 134)
+    assert "ran out of memory" in msg
+    assert synth._failure_message("5.1. Executing ABC pass\nsomething odd happened\n", 3) == "yosys failed: something odd happened"
