@@ -71,7 +71,24 @@ def _drive(m: Module, port, value, en, register: bool):
     m.d.comb += port.eq(_output(m, value, en, register, port.name))
 
 
-class EncoderComponent(wiring.Component):
+class _Stage(wiring.Component):
+    """A pipeline stage built from one IR object: ports ``en``, ``i`` (``n_in``), ``o`` (``n_out``),
+    an optional output register loaded while ``en``, and ``latency`` (1 with that register)."""
+
+    def __init__(self, node, kind, what: str, register: bool):
+        _check_kind(node, kind, what)
+        self.ir = node
+        self.register = bool(register)
+        self.latency = int(self.register)
+        n_in, n_out = self._widths(node)
+        super().__init__({"en": In(1), "i": In(n_in), "o": Out(n_out)})
+
+    @staticmethod
+    def _widths(node) -> tuple[int, int]:
+        return node.n_in, node.n_out
+
+
+class EncoderComponent(_Stage):
     """Raw unsigned features to bits: ``o[f * levels + t] = i_f >= thresholds[f, t]``.
 
     Feature ``f`` is ``i[f * input_bits +: input_bits]``. A threshold of 0 is a constant 1 and one
@@ -96,15 +113,11 @@ class EncoderComponent(wiring.Component):
     """
 
     def __init__(self, encoder: ir.Encoder, *, register: bool = True):
-        _check_kind(encoder, ir.Encoder, "encoder")
-        self.ir = encoder
-        self.register = bool(register)
-        self.latency = int(self.register)
-        super().__init__({
-            "en": In(1),
-            "i": In(encoder.n_features * encoder.input_bits),
-            "o": Out(encoder.n_out),
-        })
+        super().__init__(encoder, ir.Encoder, "encoder", register)
+
+    @staticmethod
+    def _widths(encoder) -> tuple[int, int]:
+        return encoder.n_features * encoder.input_bits, encoder.n_out
 
     def elaborate(self, platform):
         m = Module()
@@ -120,7 +133,7 @@ class EncoderComponent(wiring.Component):
         return m
 
 
-class XnorLayerComponent(wiring.Component):
+class XnorLayerComponent(_Stage):
     """XNOR-popcount-threshold layer: ``o[j] = popcount(~(i ^ weights[j])) >= thresholds[j]``.
 
     Popcounts are balanced adder trees (see :mod:`lutnet.hdl.popcount`); a threshold of 0 is a
@@ -150,19 +163,12 @@ class XnorLayerComponent(wiring.Component):
 
     def __init__(self, layer: ir.XnorLayer, *, register: bool = True,
                  adder_levels_per_stage: int | None = None, share_subtrees: bool = True):
-        _check_kind(layer, ir.XnorLayer, "layer")
-        self.ir = layer
-        self.register = bool(register)
+        super().__init__(layer, ir.XnorLayer, "layer", register)
         self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
                                                     "adder_levels_per_stage")
         self.share_subtrees = bool(share_subtrees)
         self.tree_latency = register_count(popcount_depth(layer.n_in), self.adder_levels_per_stage)
-        self.latency = self.tree_latency + int(self.register)
-        super().__init__({
-            "en": In(1),
-            "i": In(layer.n_in),
-            "o": Out(layer.n_out),
-        })
+        self.latency += self.tree_latency
 
     def elaborate(self, platform):
         m = Module()
@@ -219,7 +225,7 @@ def lut_support(inputs, table) -> tuple[list[int], int]:
     return variables, int(sum(1 << i for i in np.flatnonzero(values).tolist()))
 
 
-class LutLayerComponent(wiring.Component):
+class LutLayerComponent(_Stage):
     """LUT layer: ``o[j] = tables[j][address]``, address bit ``k`` = ``i[inputs[j, k]]``.
 
     Each neuron is one constant table indexed by its inputs (``Const.bit_select``), a
@@ -246,15 +252,7 @@ class LutLayerComponent(wiring.Component):
     """
 
     def __init__(self, layer: ir.LutLayer, *, register: bool = True):
-        _check_kind(layer, ir.LutLayer, "layer")
-        self.ir = layer
-        self.register = bool(register)
-        self.latency = int(self.register)
-        super().__init__({
-            "en": In(1),
-            "i": In(layer.n_in),
-            "o": Out(layer.n_out),
-        })
+        super().__init__(layer, ir.LutLayer, "layer", register)
 
     def elaborate(self, platform):
         m = Module()

@@ -125,21 +125,13 @@ def _user_errors() -> tuple:
     from .datasets import DataError
     from .ir import IRError
     from .report import ReportError
+    from .sim.runner import SimulatorError
     from .synth import SynthError
     from .targets import TargetError
+    from .train import ConfigError
 
-    errors = [IRError, DataError, ReportError, SynthError, TargetError, FileNotFoundError]
-    try:
-        from .sim.runner import SimulatorError
-        errors.append(SimulatorError)
-    except ImportError:
-        pass
-    try:
-        from .train import ConfigError
-        errors.append(ConfigError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (IRError, DataError, ReportError, SynthError, TargetError, SimulatorError, ConfigError,
+            FileNotFoundError)
 
 
 def main(argv=None) -> int:

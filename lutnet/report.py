@@ -14,10 +14,12 @@ def collect(paths) -> list[dict]:
     for p in map(Path, paths):
         if not p.exists():
             raise ReportError(f"{p}: no such file or directory")
-        files = [p] if p.is_file() else sorted(p.rglob("summary.json"))
+        if p.is_file():
+            files = [p]
+        else:  # skip hidden folders: temporary outputs of runs in progress
+            files = [f for f in sorted(p.rglob("summary.json"))
+                     if not any(part.startswith(".") for part in f.relative_to(p).parts)]
         for f in files:
-            if any(part.startswith(".") for part in f.relative_to(p).parts) if p.is_dir() else False:
-                continue  # temporary outputs of runs in progress
             try:
                 s = json.loads(f.read_text())
             except (OSError, json.JSONDecodeError) as e:
