@@ -58,33 +58,138 @@ def lut_expand(x: torch.Tensor) -> torch.Tensor:
     return w
 
 
-class LutBlock(nn.Module):
-    """n_out K-input LUT neurons with fixed wiring -> BatchNorm -> sign; bits in, bits out."""
+class _LutLookup(torch.autograd.Function):
+    """Table lookup with the multilinear relaxation's gradients, without the 2**K expansion.
 
-    def __init__(self, n_in: int, n_out: int, k: int, config: LutConfig, generator: torch.Generator):
+    For bit inputs the expansion above is one-hot, so its value is ``T[address]`` and its gradient
+    with respect to input ``k`` is the finite difference ``T[a | 1<<k] - T[a & ~(1<<k)]``; this
+    computes both by gathers (K + 1 per neuron instead of 2**K products), which is what makes
+    MNIST-size LUT layers train in seconds per epoch on a CPU. Inputs must be exact 0./1. bits.
+    """
+
+    @staticmethod
+    def forward(ctx, ports, table, extended):
+        # ports (N, n_out, K) of 0./1.; table (n_out, 2**K) -> (N, n_out)
+        n_out, size = table.shape
+        k = ports.shape[-1]
+        place = 1 << torch.arange(k, device=ports.device)
+        flat = (ports.to(torch.int64) * place).sum(-1) + torch.arange(n_out, device=ports.device) * size
+        ctx.save_for_backward(flat, table)
+        ctx.k, ctx.extended = k, extended
+        return table.reshape(-1)[flat]
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, table = ctx.saved_tensors
+        grad_ports = grad_table = None
+        if ctx.needs_input_grad[1]:
+            grad_table = torch.zeros(table.numel(), dtype=grad.dtype, device=grad.device)
+            grad_table.index_add_(0, flat.reshape(-1), grad.reshape(-1))
+            grad_table = grad_table.view_as(table)
+        if ctx.needs_input_grad[0]:
+            if ctx.extended:
+                diffs = _extended_differences(table, ctx.k).reshape(ctx.k, -1)   # (K, n_out * 2**K)
+                grad_ports = grad[..., None] * diffs[:, flat].permute(1, 2, 0)
+            else:
+                place = 1 << torch.arange(ctx.k, device=flat.device)
+                hi = (flat[..., None] | place)                      # address with bit k set
+                lo = hi - place                                     # ... and cleared
+                t = table.reshape(-1)
+                grad_ports = grad[..., None] * (t[hi] - t[lo])
+        return grad_ports, grad_table, None
+
+
+def _extended_differences(table: torch.Tensor, k: int) -> torch.Tensor:
+    """DWN's extended finite difference: for input ``i`` at address ``a``, the differences
+    ``T[b | 1<<i] - T[b & ~(1<<i)]`` at EVERY address ``b``, weighted by ``1 / (1 + Hamming distance
+    of a and b on the other inputs)`` and normalised to sum to 1. Returns (K, n_out, 2**K)."""
+    size = 2 ** k
+    a = torch.arange(size, device=table.device)
+    out = []
+    for i in range(k):
+        bit = 1 << i
+        d = table[:, a | bit] - table[:, a & ~bit]                             # (n_out, 2**K)
+        h = ((((a[:, None] ^ a[None, :]) & ~bit)[..., None] >> torch.arange(k, device=a.device)) & 1).sum(-1)
+        w = 1.0 / (1.0 + h.to(table.dtype))
+        out.append(d @ (w / w.sum(dim=1, keepdim=True)).T)
+    return torch.stack(out)
+
+
+def lut_lookup(ports: torch.Tensor, table: torch.Tensor, extended: bool = False) -> torch.Tensor:
+    """(N, n_out, K) bits as 0./1. floats, (n_out, 2**K) tables -> (N, n_out) ``T[address]``,
+    input k = address bit k; gradients as the multilinear expansion's (:func:`lut_expand`).
+
+    >>> lut_lookup(torch.tensor([[[1.0, 0.0]]]), torch.tensor([[10.0, 11.0, 12.0, 13.0]]))
+    tensor([[11.]])
+
+    ``extended=True`` replaces the input gradient by DWN's extended finite difference
+    (:func:`_extended_differences`), which also looks at the table away from the current address.
+    """
+    return _LutLookup.apply(ports, table, extended)
+
+
+class LutBlock(nn.Module):
+    """n_out K-input LUT neurons -> (BatchNorm) -> sign; bits in, bits out.
+
+    Wiring: fixed (random unless ``wiring`` is given) or learned (``learn_wiring``): then every
+    input port k of neuron j reads input ``argmax_i M[i, j * K + k]`` of a mapping matrix ``M``
+    trained with the DWN rule (the port's gradient times ``2 x_i - 1`` for every candidate ``i``);
+    ``M`` starts with a margin on the initial wiring, so training moves a port only when its
+    gradients keep pointing elsewhere. ``table`` gives the initial tables (default uniform in
+    [-1, 1]). ``batchnorm=False`` drops the BatchNorm: the neuron is ``T[address] >= 0``.
+    ``extended_gradient`` trains with DWN's extended finite difference (:func:`lut_lookup`).
+    """
+
+    def __init__(self, n_in: int, n_out: int, k: int, config: LutConfig, generator: torch.Generator, *,
+                 wiring=None, table=None, batchnorm: bool = True, learn_wiring: bool = False,
+                 wiring_margin: float = 1.0, extended_gradient: bool = False):
         super().__init__()
-        if k > n_in:
+        if k > n_in and wiring is None:
             raise ValueError(f"a {k}-input LUT cannot be wired to a layer of only {n_in} bits")
         self.n_in, self.n_out, self.k = n_in, n_out, k
-        wiring = torch.rand(n_out, n_in, generator=generator).argsort(dim=1)[:, :k]  # K distinct inputs
-        self.register_buffer("wiring", wiring)                                     # (n_out, K)
-        self.table = nn.Parameter(torch.empty(n_out, 2 ** k).uniform_(-1, 1, generator=generator))
-        self.bn = nn.BatchNorm1d(n_out, eps=config.bn_eps, momentum=config.bn_momentum)
+        self.extended_gradient = extended_gradient
+        if wiring is None:
+            wiring = torch.rand(n_out, n_in, generator=generator).argsort(dim=1)[:, :k]  # K distinct inputs
+        wiring = torch.as_tensor(wiring, dtype=torch.int64)
+        if wiring.shape != (n_out, k) or (wiring.numel() and not 0 <= int(wiring.min()) <= int(wiring.max()) < n_in):
+            raise ValueError(f"wiring must be ({n_out}, {k}) input indices in 0..{n_in - 1}")
+        self.register_buffer("wiring", wiring.clone())                             # (n_out, K)
+        if table is None:
+            table = torch.empty(n_out, 2 ** k).uniform_(-1, 1, generator=generator)
+        table = torch.as_tensor(table, dtype=torch.float32)
+        if table.shape != (n_out, 2 ** k):
+            raise ValueError(f"table must be ({n_out}, {2 ** k}), not {tuple(table.shape)}")
+        self.table = nn.Parameter(table.clone())
+        self.bn = nn.BatchNorm1d(n_out, eps=config.bn_eps, momentum=config.bn_momentum) if batchnorm else None
+        self.mapping = None
+        if learn_wiring:
+            m = torch.randn(n_in, n_out * k, generator=generator) * 0.01
+            m[self.wiring.reshape(-1), torch.arange(n_out * k)] += wiring_margin
+            self.mapping = nn.Parameter(m)
 
-    def values(self, gathered: torch.Tensor) -> torch.Tensor:
-        """(N, n_out, K) inputs in [0, 1] -> (N, n_out) table values (exact T[address] for bits)."""
-        return (lut_expand(gathered) * self.table).sum(dim=-1)
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, n_in) bits -> (N, n_out) table values ``T[address]``."""
+        if self.mapping is not None and self.training:
+            with torch.no_grad():
+                self.wiring.copy_(self.mapping.argmax(dim=0).view(self.n_out, self.k))
+        ports = x[:, self.wiring]                                                  # (N, n_out, K)
+        if self.mapping is not None and self.training:
+            soft = ((2 * x.detach() - 1) @ self.mapping).view(len(x), self.n_out, self.k)
+            ports = ports + (soft - soft.detach())                                 # value unchanged
+        return lut_lookup(ports, self.table, self.extended_gradient and self.training)
 
     def bn_eval(self, y: torch.Tensor) -> torch.Tensor:
         """Eval-mode BatchNorm: the ONLY eval-mode BN code path (elementwise, batch independent)."""
         bn = self.bn
+        if bn is None:
+            return y
         return (y - bn.running_mean) * (bn.weight / torch.sqrt(bn.running_var + bn.eps)) + bn.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, n_in) bits as 0./1. floats -> (N, n_out) bits as 0./1. floats."""
-        y = self.values(x[:, self.wiring])
+        y = self.values(x)
         if self.training:
-            return (sign_ste(self.bn(y)) + 1) / 2
+            return (sign_ste(self.bn(y) if self.bn is not None else y) + 1) / 2
         return (self.bn_eval(y) >= 0).to(y.dtype)
 
     @torch.no_grad()
@@ -94,20 +199,24 @@ class LutBlock(nn.Module):
             raise RuntimeError("extract needs eval mode (call model.eval() first)")
         addresses = torch.arange(2 ** self.k)
         bits = ((addresses[:, None] >> torch.arange(self.k)) & 1).to(torch.float32)   # (2**K, K)
-        gathered = bits[:, None, :].expand(-1, self.n_out, -1)                         # (2**K, n_out, K)
-        tables = (self.bn_eval(self.values(gathered)) >= 0).T                           # (n_out, 2**K)
+        ports = bits[:, None, :].expand(-1, self.n_out, -1)                            # (2**K, n_out, K)
+        tables = (self.bn_eval(lut_lookup(ports, self.table)) >= 0).T                  # (n_out, 2**K)
         return LutLayer(inputs=self.wiring.numpy(), tables=tables.numpy(), n_in=self.n_in)
 
 
 class LutMLP(EncodedNet):
     """Raw integer features -> encoder bits -> LUT layers -> group-sum scores (x a learned scale)."""
 
-    def __init__(self, config: LutConfig, encoder_thresholds):
+    def __init__(self, config: LutConfig, encoder_thresholds, blocks=None):
         super().__init__(encoder_thresholds, config.levels)
         self.config = config
-        g = torch.Generator().manual_seed(config.seed)
         widths = [self.thresholds.numel(), *config.hidden]
-        self.blocks = nn.ModuleList(LutBlock(i, o, config.k, config, g) for i, o in zip(widths[:-1], widths[1:]))
+        if blocks is None:
+            g = torch.Generator().manual_seed(config.seed)
+            blocks = [LutBlock(i, o, config.k, config, g) for i, o in zip(widths[:-1], widths[1:])]
+        if [(b.n_in, b.n_out) for b in blocks] != list(zip(widths[:-1], widths[1:])):
+            raise ValueError(f"blocks {[(b.n_in, b.n_out) for b in blocks]} do not chain the widths {widths}")
+        self.blocks = nn.ModuleList(blocks)
         self.group = config.hidden[-1] // config.n_classes
         self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(self.group)))
 

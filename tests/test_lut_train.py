@@ -66,3 +66,50 @@ def test_config_errors(changes, message):
 def test_group_sum_needs_a_multiple_of_the_classes(tmp_path):
     with pytest.raises(ConfigError, match="multiple of the 10 classes"):
         train(TrainConfig(arch="lut", hidden=(40, 25), epochs=1), tmp_path / "r", progress=False)
+
+
+def test_lookup_gradients_equal_the_multilinear_expansion():
+    from lutnet.lutnn import lut_expand, lut_lookup
+    g = torch.Generator().manual_seed(0)
+    ports = torch.randint(0, 2, (32, 20, 5), generator=g).float()
+    table, upstream = torch.randn(20, 32, generator=g), torch.randn(32, 20, generator=g)
+    p1, t1 = ports.clone().requires_grad_(), table.clone().requires_grad_()
+    ((lut_expand(p1) * t1).sum(-1) * upstream).sum().backward()
+    p2, t2 = ports.clone().requires_grad_(), table.clone().requires_grad_()
+    (lut_lookup(p2, t2) * upstream).sum().backward()
+    assert torch.allclose(p1.grad, p2.grad, atol=1e-5) and torch.allclose(t1.grad, t2.grad, atol=1e-5)
+
+
+def test_extended_finite_difference_matches_its_definition():
+    from lutnet.lutnn import _extended_differences
+    k, table = 3, torch.randn(2, 8, generator=torch.Generator().manual_seed(1))
+    e = _extended_differences(table, k)
+    for i in range(k):
+        for j in range(2):
+            for a in range(8):
+                w = [1 / (1 + bin((a ^ b) & ~(1 << i)).count("1")) for b in range(8)]
+                d = [float(table[j, b | 1 << i] - table[j, b & ~(1 << i)]) for b in range(8)]
+                assert float(e[i, j, a]) == pytest.approx(np.dot(w, d) / sum(w), abs=1e-6)
+
+
+def test_learned_wiring_moves_and_extraction_follows_it():
+    g = torch.Generator().manual_seed(3)
+    block = LutBlock(16, 8, 3, LutConfig(hidden=(10,), k=3, n_classes=2), g, learn_wiring=True,
+                     wiring_margin=0.01, batchnorm=False, extended_gradient=True)
+    start = block.wiring.clone()
+    opt = torch.optim.Adam(block.parameters(), lr=0.05)
+    x = torch.randint(0, 2, (256, 16), generator=g).float()
+    target = x[:, 15:16].expand(-1, 8)            # every neuron should copy input 15
+    for _ in range(60):
+        block.train()
+        loss = ((block.values(x) - (2 * target - 1)) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    block.values(x)                                 # the wiring follows the mapping
+    assert not torch.equal(block.wiring, start) and (block.wiring == 15).any(dim=1).float().mean() > 0.5
+    block.eval()
+    layer = block.extract()
+    assert np.array_equal(layer.inputs, block.wiring.numpy())
+    bits = golden.unpack(golden.lut_layer(layer, golden.pack(x.numpy().astype(bool))), 8)
+    assert np.array_equal(bits, block(x).numpy().astype(bool))

@@ -217,7 +217,8 @@ def _lut_case(seed):
     return net, options, x
 
 
-@pytest.mark.parametrize("simulator,seeds", [("verilator", range(6)), ("icarus", range(6, 7))])
+# Verilator: tests/test_lut_props.py checks 40 random LUT/mixed nets in one build.
+@pytest.mark.parametrize("simulator,seeds", [("icarus", range(6, 7))])
 def test_random_lut_nets_match_golden(simulator, seeds, build_root, tmp_path):
     need(simulator)
     for seed in seeds:

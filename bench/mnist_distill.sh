@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# MNIST: a binarized 784-1500-10 teacher, distilled into a K = 6 LUT-Net (1500 LUTs mirroring the
+# hidden neurons, 50 head LUTs per class, group-sum head), then Yosys LUT6 figures and RTL vs
+# golden on all 10,000 test images.
+#   bench/mnist_distill.sh [OUT_DIR] [MNIST_DIR]    (defaults: runs, ../shared/datasets/mnist)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs}
+DATA=${2:-../shared/datasets/mnist}
+BIN=.venv/bin
+T="/usr/bin/time -f %es_wall_%Us_user_%MKB_peak"
+$T $BIN/lutnet train --dataset mnist --data-dir "$DATA" --hidden 1500 --epochs 10 -o "$OUT/mnist-1500"
+$T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-distill" --group 50 --epochs 12
+$T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/build"
+$T $BIN/lutnet sim "$OUT/mnist-distill/build" --simulator verilator
+$BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill"
