@@ -19,6 +19,9 @@ the teacher's XNOR head into ``group`` LUT neurons per class summed by a group-s
 4. **fine-tune**: the whole student on the labels (cross entropy on the group-sum scores), with
    learned wiring if asked (:class:`lutnet.lutnn.LutBlock`).
 
+``keep_xnor=N`` keeps the teacher's first N layers as they are (frozen XNOR layers) and distils
+only the rest: a mixed net, XNOR layers then LUT layers.
+
 The teacher's and the student's test accuracy are recorded after every step. The student is then
 extracted exhaustively (:func:`lutnet.lutnn.lut_to_ir`), checked bit for bit against torch eval
 on the test set and saved as ``model.npz`` with ``summary.json`` beside it.
@@ -60,6 +63,10 @@ class DistillConfig:
     finetune_epochs: int = 10         # epochs of fine-tuning on the labels (0 = none)
     learn_wiring: bool = True         # let fine-tuning move the wiring (DWN-style learned mapping)
     extended_gradient: bool = True    # DWN's extended finite difference for the LUT input gradients
+    keep_xnor: int = 0                # keep the teacher's first N layers as XNOR layers (a mixed net)
+    wiring_margin: float = 1.0        # head start of the distilled wiring in the learned mapping
+    clip_tables: bool = True          # keep table values in [-1, 1], where sign's straight-through
+                                      # estimator passes gradients (an entry beyond it would freeze)
     batch_size: int = 128
     lr: float = 1e-2                  # Adam, cosine-annealed to lr * 0.01
     stats_samples: int = 20000        # training samples for the init statistics and the layer fit
@@ -78,7 +85,7 @@ class DistillConfig:
             raise DistillError(f"k must be an integer in 2..{MAX_LUT_INPUTS}, not {self.k!r}")
         if self.rule not in RULES:
             raise DistillError(f"rule must be one of {', '.join(RULES)}, not {self.rule!r}")
-        for name, low in (("group", 1), ("finetune_epochs", 0), ("batch_size", 2), ("stats_samples", 100),
+        for name, low in (("group", 1), ("finetune_epochs", 0), ("keep_xnor", 0), ("batch_size", 2), ("stats_samples", 100),
                           ("seed", 0), ("threads", 1)):
             integer(name, low)
         for name in ("train_limit", "test_limit"):
@@ -190,7 +197,11 @@ def _plan(teacher: Teacher, cfg: DistillConfig) -> list:
     k = cfg.k
     net = teacher.net
     widths = []
+    if cfg.keep_xnor > len(net.layers):
+        raise DistillError(f"keep_xnor {cfg.keep_xnor}: the teacher has only {len(net.layers)} hidden layers")
     for i, layer in enumerate(net.layers):
+        if i < cfg.keep_xnor:
+            continue
         need = k * k if cfg.tree else k
         if layer.n_in < need:
             raise DistillError(f"teacher layer {i} has {layer.n_in} inputs, fewer than the {need} a "
@@ -218,7 +229,8 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
                         seed=cfg.seed)
     acts, t_classes = _teacher_bits(net, x_raw)              # acts[0] = encoder bits, acts[i+1] = layer i
     wirings, init_tables = [], []
-    for i, layer in enumerate(net.layers):
+    keep = cfg.keep_xnor
+    for i, layer in enumerate(net.layers[keep:], start=keep):
         x, fires = acts[i], acts[i + 1]
         latent = teacher.latent[i] if teacher.latent is not None else None
         order = _rank_inputs(cfg.rule, latent, x, fires, rng)
@@ -247,18 +259,18 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
     init_tables.append(_class_tables(last, fires, wiring, cfg.group, net.n_classes))
 
     blocks = []
-    n_in = net.encoder.n_out
+    n_in = acts[keep].shape[1]
     for w, t in zip(wirings, init_tables):
         blocks.append(LutBlock(n_in, len(w), k, lut_cfg, gen, wiring=torch.from_numpy(w), table=torch.from_numpy(t),
                                batchnorm=False, learn_wiring=False))
         n_in = len(w)
-    init = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks)
+    init = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks, prefix=net.layers[:keep])
 
     # layer fit, student-forced: each layer sees the student's previous bits
     fitted_tables = []
-    x = acts[0]
+    x = acts[keep]
     li = 0
-    for i, layer in enumerate(net.layers):
+    for i, layer in enumerate(net.layers[keep:], start=keep):
         if cfg.tree:
             sub_bits = _lut_bits(x, wirings[li], init_tables[li])
             fitted_tables += [init_tables[li], _fit_tables(sub_bits, acts[i + 1], wirings[li + 1], init_tables[li + 1])]
@@ -270,13 +282,13 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
             li += 1
     fitted_tables.append(_class_tables(x, fires, wirings[li], cfg.group, net.n_classes))
     blocks = []
-    n_in = net.encoder.n_out
+    n_in = acts[keep].shape[1]
     for w, t in zip(wirings, fitted_tables):
         blocks.append(LutBlock(n_in, len(w), k, lut_cfg, gen, wiring=torch.from_numpy(w), table=torch.from_numpy(t),
                                batchnorm=False, learn_wiring=cfg.learn_wiring,
-                               extended_gradient=cfg.extended_gradient))
+                               extended_gradient=cfg.extended_gradient, wiring_margin=cfg.wiring_margin))
         n_in = len(w)
-    fitted = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks)
+    fitted = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks, prefix=net.layers[:keep])
     return init, fitted
 
 
@@ -383,8 +395,9 @@ def distill(teacher_path, out_dir, config: DistillConfig | None = None, *, progr
             "dataset": name,
             "teacher": {"path": teacher.path, "arch": "bnn", "network": net.describe(),
                         "test_accuracy": teacher_acc, "latent_weights": teacher.latent is not None},
-            "student": {"arch": "lut", "network": student.describe(), "test_accuracy": student_acc,
-                        "luts": int(sum(l.n_out for l in student.layers)), "k": cfg.k},
+            "student": {"arch": "lut" if cfg.keep_xnor == 0 else "mixed", "network": student.describe(),
+                        "test_accuracy": student_acc, "k": cfg.k,
+                        "luts": int(sum(l.n_out for l in student.layers if l.kind == "lut"))},
             "test_accuracy": student_acc,
             "torch_test_accuracy": steps[-1]["student_accuracy"],
             "network": student.describe(),
@@ -409,7 +422,7 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
     steps_per_epoch = len(xt) // cfg.batch_size
     if steps_per_epoch < 1:
         raise DistillError(f"batch_size {cfg.batch_size} exceeds the {len(xt)} training samples")
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)   # fused: ~20 % faster steps on CPU
     total = cfg.finetune_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -430,6 +443,10 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if cfg.clip_tables:
+                    with torch.no_grad():
+                        for block in model.blocks:
+                            block.table.clamp_(-1, 1)
                 scheduler.step()
                 loss_sum += float(loss.detach()) * len(idx)
                 correct += int((logits.argmax(1) == yt[idx]).sum())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, golden, synth, targets
+from . import datasets, golden, synth, targets, vivado
 from .fsutil import atomic_dir, write_json
 from .ir import IRError, Network
 
@@ -28,36 +28,95 @@ def resolve_model(path) -> Path:
     return path
 
 
+class BuildError(ValueError):
+    """A build request that cannot be carried out (options that do not go together); one line."""
+
+
+def _dataset_sample(net: Network, n: int, data_dir=None, where: str = "model"):
+    """The first ``n`` test samples of the model's dataset and the golden model's classes."""
+    name = net.meta.get("dataset")
+    if name is None:
+        raise IRError(f"{where}: meta names no dataset to verify on")
+    ds = datasets.load(name, data_dir if data_dir is not None else net.meta.get("data_dir"))
+    x = ds.x_test[:n]
+    return x, golden.run(net, x).classes
+
+
+def _fit(target, estimated: int, source: str) -> dict:
+    return {"estimated_luts": int(estimated), "available_luts": int(target.capacity["luts"]),
+            "fits": bool(estimated <= target.capacity["luts"]), "source": source}
+
+
 def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, run_synth: bool = True,
+          core_only: bool = False, verify: int = 0, simulator: str = "verilator", data_dir=None,
           synth_jobs: int | None = None, slice_bits: int | None = None, log=print) -> dict:
     """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``.
 
     Yosys maps each stage in its own process, at most ``synth_jobs`` at once, and layers of more
     than ``slice_bits`` weight bits in slices of neurons (see :func:`lutnet.synth.synthesize_stages`;
-    the defaults come from ``$LUTNET_SYNTH_JOBS`` and ``$LUTNET_SYNTH_SLICE_BITS``)."""
+    the defaults come from ``$LUTNET_SYNTH_JOBS`` and ``$LUTNET_SYNTH_SLICE_BITS``).
+
+    ``board`` names a target (:func:`lutnet.targets.load`). On a board with pins (unless
+    ``core_only``) the build also writes ``board_top.v`` (the core behind a UART) and ``board.json``;
+    then, for a Lattice board, places and routes it with nextpnr (``pnr/``: bitstream, Fmax, the
+    fabric's ceiling Fmax), for a Xilinx board writes a Vivado project script (``vivado/``).
+    Before any place and route the design must fit the part: an estimate from the IR (before
+    Yosys) and the Yosys count (before nextpnr) are checked against the board file's capacity
+    (:class:`lutnet.targets.FitError`). Part-only targets only report the fit. ``verify`` > 0
+    simulates the board top on that many test samples of the model's dataset
+    (:func:`lutnet.sim.board_runner.verify_board`) and records the result under ``verify``.
+    """
+    target = targets.load(board)
     src = resolve_model(model)
     net = Network.load(src)
-    target = targets.load(board)
     from .hdl.emit import PipelineOptions, generate
 
+    if verify < 0:
+        raise BuildError(f"--verify must be a non-negative number of samples, not {verify}")
+    with_board = target.has_pins and not core_only
+    if verify and not with_board:
+        why = "--core-only builds no board top" if core_only else f"target {target.name} has no pins (part only)"
+        raise BuildError(f"--verify simulates the board top, but {why}; pick a board with pins "
+                         f"({', '.join(n for n in targets.known() if targets.load(n).has_pins)})")
+    sample = _dataset_sample(net, verify, data_dir, str(src)) if verify else None
     pipeline = PipelineOptions(**(pipeline or {}))
+    lattice = target.vendor == "lattice"
     t0 = time.perf_counter()
+
+    # the cheap check first: minutes of Yosys and nextpnr are not spent on a net that cannot fit
+    overhead = synth.BOARD_TOP_LUTS[target.lut_size] if with_board else 0
+    estimate = synth.estimate_luts(net, target.lut_size) + overhead
+    fit = _fit(target, estimate, "ir-estimate")
+    if not fit["fits"]:
+        if with_board and run_synth:
+            raise targets.FitError.make(target, estimate, "estimated from the network")
+        log(f"warning: an estimated {estimate} LUT{target.lut_size} exceed the {fit['available_luts']} of "
+            f"{target.part} ({target.name})")
+
     with atomic_dir(out_dir) as tmp:
         shutil.copyfile(src, tmp / MODEL_FILE)
         log(f"generating Verilog for {net.describe()}")
         design = generate(net, tmp, pipeline)
         summary = {"command": "build", "model": str(src), "network": net.describe(),
                    "verilog": "lutnet_top.v", "latency": design["latency"],
-                   "meta": net.meta}
+                   "meta": net.meta, "board": target.name, "target": target.summary()}
+        if with_board:
+            from .hdl.board import generate_board
+
+            info = generate_board(net, tmp, clk_hz=target.clock["hz"], baud=target.uart["baud"],
+                                  n_leds=target.n_leds, leds_active_low=bool(target.leds and target.leds["active_low"]),
+                                  options=pipeline)
+            summary["board_top"] = {"verilog": info["verilog"], "description": "board.json"}
+            log(f"board top for {target.description}: UART {target.uart['baud']} baud, {target.n_leds} LEDs")
         if run_synth:
             from .hdl.top import LutnetTop
 
             log(f"synthesizing for {target.name} ({target.description}) with Yosys, stage by stage")
             report = synth.synthesize_stages(LutnetTop(net, options=pipeline), target,
                                              workers=synth_jobs, slice_bits=slice_bits, log=log)
-            summary.update(board=target.name, luts=report["luts"], ffs=report["ffs"],
-                           carry=report["carry"], lut_size=report["lut_size"], layers=report["layers"],
-                           synthesis=report["synthesis"])
+            summary.update(luts=report["luts"], ffs=report["ffs"], carry=report["carry"],
+                           lut_size=report["lut_size"], layers=report["layers"],
+                           logic_levels=report["logic_levels"], synthesis=report["synthesis"])
             how = report["synthesis"]
             if how["method"] == "sliced":
                 cut = ", ".join(f"{k} in {v['count']}" for k, v in how["slices"].items())
@@ -66,9 +125,77 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
             else:
                 log(f"{report['luts']} LUT{report['lut_size']}, {report['ffs']} FFs: sum of "
                     f"{how['processes']} per-stage Yosys runs")
+            log("logic levels per stage: " + ", ".join(f"{k} {v}" for k, v in report["logic_levels"].items()))
+            # the UART around the core is not synthesized yet (nextpnr's Yosys run does that)
+            fit = _fit(target, report["luts"] + overhead, "yosys-core" + ("+uart-estimate" if overhead else ""))
+            if with_board and not lattice:
+                try:
+                    top_counts = synth.count_cells(tmp / "board_top.v", "board_top", target, log=log)
+                    summary["board_top"].update(top_counts)
+                    fit = _fit(target, top_counts["luts"], "yosys-board-top")
+                except synth.SynthError as e:
+                    # the whole board top in one 4 GiB WebAssembly Yosys: too large for big nets,
+                    # whose core figures (above, per stage) still stand
+                    if "out of memory" not in str(e):
+                        raise
+                    summary["board_top"]["note"] = f"not synthesized whole: {e}"
+                    log("board top too large for one Yosys process; fit from the core count + UART estimate")
+            if not fit["fits"] and with_board:
+                raise targets.FitError.make(target, fit["estimated_luts"], "counted by Yosys")
+            if with_board and not lattice:
+                summary["vivado"] = vivado.write_project(tmp, target, [info["verilog"]], n_leds=target.n_leds)
+                log(f"Vivado project script: {summary['vivado']['tcl']} (run: vivado -mode batch -source "
+                    f"{summary['vivado']['tcl']})")
+            if lattice:
+                summary["pnr"] = _lattice_pnr(tmp, target, with_board, fit, log)
+                if with_board:
+                    summary["board_top"].update({k: summary["pnr"][k] for k in ("luts", "ffs", "carry")})
+        elif with_board and not lattice:
+            summary["vivado"] = vivado.write_project(tmp, target, [info["verilog"]], n_leds=target.n_leds)
+        summary["fit"] = fit
+        if not fit["fits"]:
+            log(f"warning: {fit['estimated_luts']} LUT{target.lut_size} ({fit['source']}) exceed the "
+                f"{fit['available_luts']} of {target.part}")
+        if sample is not None:
+            from .sim.board_runner import verify_board
+
+            x, expected = sample
+            log(f"verifying the board top on {len(x)} test samples over the simulated UART ({simulator})")
+            result = verify_board(tmp, x, expected, simulator=simulator, log=log)
+            result.pop("got_classes", None)
+            summary["verify"] = result
+            log(f"verify: {result['vectors']} frames, {result['mismatches']} mismatches, "
+                f"{'passed' if result['passed'] else 'FAILED'}")
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         write_json(tmp / "summary.json", summary)
     return summary
+
+
+def _lattice_pnr(tmp: Path, target, with_board: bool, fit: dict, log) -> dict | None:
+    """Place and route on a Lattice part (``tmp/pnr``): the board top with its pins, or the core
+    alone; plus the fabric's ceiling Fmax on the same part and the ratio to it."""
+    from . import pnr
+
+    if not fit["fits"]:
+        log(f"place and route skipped: the core needs {fit['estimated_luts']} LUT4, {target.part} has "
+            f"{fit['available_luts']}")
+        return None
+    work = tmp / "pnr"
+    top, verilog = ("board_top", "board_top.v") if with_board else ("lutnet_top", "lutnet_top.v")
+    log(f"place and route of {top} on {target.part} ({target.device}/{target.package}) with nextpnr")
+    result = pnr.place_and_route(work, [tmp / verilog], top, target, board_pins=with_board, log=log)
+    if result.get("bitstream"):
+        result["bitstream"] = f"pnr/{result['bitstream']}"
+    if result.get("fmax_mhz") is not None:
+        log("fabric ceiling: register -> LUT4 -> register on the same part")
+        ceiling = pnr.fabric_ceiling(target, work, board_pins=with_board, log=log)
+        result["ceiling_mhz"] = ceiling
+        result["fmax_ratio"] = round(result["fmax_mhz"] / ceiling, 3)
+        log(f"Fmax {result['fmax_mhz']} MHz = {100 * result['fmax_ratio']:.0f} % of the fabric ceiling "
+            f"{ceiling} MHz; bitstream {result.get('bitstream')}")
+    else:
+        result["ceiling_mhz"], result["fmax_ratio"] = None, None
+    return result
 
 
 def simulate(build_dir, *, simulator: str = "verilator", limit: int | None = None, data_dir=None,

@@ -22,7 +22,10 @@ import torch
 from torch import nn
 
 from .bnn import EncodedNet, sign_ste
-from .ir import MAX_LUT_INPUTS, Encoder, GroupSumHead, LutLayer, Network
+from .ir import MAX_LUT_INPUTS, Encoder, GroupSumHead, LutLayer, Network, XnorLayer
+
+
+WIRINGS = ("random", "serial", "learned")
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,11 @@ class LutConfig:
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
     seed: int = 0                 # seeds the random wiring
+    wiring: str = "random"        # random | serial (neuron j reads inputs jK..jK+K-1, wrapping) | learned
 
     def __post_init__(self):
+        if self.wiring not in WIRINGS:
+            raise ValueError(f"wiring must be one of {', '.join(WIRINGS)}, not {self.wiring!r}")
         if not isinstance(self.k, int) or not 2 <= self.k <= MAX_LUT_INPUTS:
             raise ValueError(f"k must be an integer in 2..{MAX_LUT_INPUTS}, not {self.k!r}")
         if not self.hidden or any(not isinstance(w, int) or w < 1 for w in self.hidden):
@@ -132,7 +138,7 @@ class LutBlock(nn.Module):
     """n_out K-input LUT neurons -> (BatchNorm) -> sign; bits in, bits out.
 
     Wiring: fixed (random unless ``wiring`` is given) or learned (``learn_wiring``): then every
-    input port k of neuron j reads input ``argmax_i M[i, j * K + k]`` of a mapping matrix ``M``
+    input port k of neuron j reads input ``argmax_i M[j * K + k, i]`` of a mapping matrix ``M``
     trained with the DWN rule (the port's gradient times ``2 x_i - 1`` for every candidate ``i``);
     ``M`` starts with a margin on the initial wiring, so training moves a port only when its
     gradients keep pointing elsewhere. ``table`` gives the initial tables (default uniform in
@@ -163,18 +169,18 @@ class LutBlock(nn.Module):
         self.bn = nn.BatchNorm1d(n_out, eps=config.bn_eps, momentum=config.bn_momentum) if batchnorm else None
         self.mapping = None
         if learn_wiring:
-            m = torch.randn(n_in, n_out * k, generator=generator) * 0.01
-            m[self.wiring.reshape(-1), torch.arange(n_out * k)] += wiring_margin
+            m = torch.randn(n_out * k, n_in, generator=generator) * 0.01   # rows: argmax reads memory in order
+            m[torch.arange(n_out * k), self.wiring.reshape(-1)] += wiring_margin
             self.mapping = nn.Parameter(m)
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """(N, n_in) bits -> (N, n_out) table values ``T[address]``."""
         if self.mapping is not None and self.training:
             with torch.no_grad():
-                self.wiring.copy_(self.mapping.argmax(dim=0).view(self.n_out, self.k))
+                self.wiring.copy_(self.mapping.argmax(dim=1).view(self.n_out, self.k))
         ports = x[:, self.wiring]                                                  # (N, n_out, K)
         if self.mapping is not None and self.training:
-            soft = ((2 * x.detach() - 1) @ self.mapping).view(len(x), self.n_out, self.k)
+            soft = ((2 * x.detach() - 1) @ self.mapping.T).view(len(x), self.n_out, self.k)
             ports = ports + (soft - soft.detach())                                 # value unchanged
         return lut_lookup(ports, self.table, self.extended_gradient and self.training)
 
@@ -204,21 +210,72 @@ class LutBlock(nn.Module):
         return LutLayer(inputs=self.wiring.numpy(), tables=tables.numpy(), n_in=self.n_in)
 
 
-class LutMLP(EncodedNet):
-    """Raw integer features -> encoder bits -> LUT layers -> group-sum scores (x a learned scale)."""
+class FrozenXnorLayer(nn.Module):
+    """An IR XNOR layer in torch, not trained: bits in, ``popcount(xnor(x, w)) >= threshold`` out.
 
-    def __init__(self, config: LutConfig, encoder_thresholds, blocks=None):
+    The popcount is ``x @ w.T + (1 - x) @ (1 - w).T``, exact in float32 below 2**24 inputs, so this
+    computes what the golden model and the RTL compute; mixed nets (XNOR layers, then LUT layers)
+    train their LUT part behind it."""
+
+    def __init__(self, layer: XnorLayer):
+        super().__init__()
+        if layer.n_in >= 2 ** 24:
+            raise ValueError(f"an XNOR layer of {layer.n_in} inputs is beyond float32's exact integers")
+        self.layer = layer
+        self.register_buffer("w", torch.from_numpy(layer.weights.astype(np.float32)))
+        self.register_buffer("thresholds", torch.from_numpy(layer.thresholds.astype(np.float32)))
+
+    @property
+    def n_in(self) -> int:
+        return self.layer.n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.layer.n_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        count = x @ self.w.T + (1 - x) @ (1 - self.w).T
+        return (count >= self.thresholds).to(x.dtype)
+
+
+def _block(n_in: int, n_out: int, config: LutConfig, g: torch.Generator) -> LutBlock:
+    """A directly trained layer: learned wiring trains with the extended finite difference, as DWN."""
+    if config.k > n_in:
+        raise ValueError(f"a {config.k}-input LUT cannot be wired to a layer of only {n_in} bits")
+    wiring = None
+    if config.wiring == "serial":
+        wiring = (torch.arange(n_out)[:, None] * config.k + torch.arange(config.k)) % n_in
+    learned = config.wiring == "learned"
+    return LutBlock(n_in, n_out, config.k, config, g, wiring=wiring, learn_wiring=learned,
+                    extended_gradient=learned, wiring_margin=0.0 if learned else 1.0)
+
+
+class LutMLP(EncodedNet):
+    """Raw integer features -> encoder bits -> (frozen XNOR layers) -> LUT layers -> group-sum
+    scores (x a learned scale). ``prefix`` lists IR XNOR layers run before the LUT layers."""
+
+    def __init__(self, config: LutConfig, encoder_thresholds, blocks=None, prefix=()):
         super().__init__(encoder_thresholds, config.levels)
         self.config = config
-        widths = [self.thresholds.numel(), *config.hidden]
+        self.prefix = nn.ModuleList(FrozenXnorLayer(layer) for layer in prefix)
+        n_in = self.thresholds.numel()
+        for i, stage in enumerate(self.prefix):
+            if stage.n_in != n_in:
+                raise ValueError(f"XNOR layer {i} reads {stage.n_in} bits but gets {n_in}")
+            n_in = stage.n_out
+        widths = [n_in, *config.hidden]
         if blocks is None:
             g = torch.Generator().manual_seed(config.seed)
-            blocks = [LutBlock(i, o, config.k, config, g) for i, o in zip(widths[:-1], widths[1:])]
+            blocks = [_block(i, o, config, g) for i, o in zip(widths[:-1], widths[1:])]
         if [(b.n_in, b.n_out) for b in blocks] != list(zip(widths[:-1], widths[1:])):
             raise ValueError(f"blocks {[(b.n_in, b.n_out) for b in blocks]} do not chain the widths {widths}")
         self.blocks = nn.ModuleList(blocks)
         self.group = config.hidden[-1] // config.n_classes
         self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(self.group)))
+
+    def stages(self) -> list:
+        return [*self.prefix, *self.blocks]
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """Last layer bits (N, n) -> (N, classes) popcount of each class's group."""
@@ -229,8 +286,8 @@ class LutMLP(EncodedNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encode(x).to(torch.float32)
-        for block in self.blocks:
-            h = block(h)
+        for stage in self.stages():
+            h = stage(h)
         return self.scores(h) * self.log_scale.exp()
 
     @torch.no_grad()
@@ -240,8 +297,8 @@ class LutMLP(EncodedNet):
             raise RuntimeError("LutMLP.trace needs eval mode (call model.eval() first)")
         bits = [self.encode(x)]
         h = bits[0].to(torch.float32)
-        for block in self.blocks:
-            h = block(h)
+        for stage in self.stages():
+            h = stage(h)
             bits.append(h > 0)
         scores = self.scores(h)
         return bits, scores, torch.argmax(scores * self.log_scale.exp(), dim=1)
@@ -258,6 +315,6 @@ def lut_to_ir(model: LutMLP, encoder: Encoder, meta: dict | None = None) -> Netw
     if not np.array_equal(encoder.thresholds, model.thresholds.numpy()):
         raise ValueError("the encoder's thresholds differ from those the model was trained with")
     model.eval()
-    layers = [block.extract() for block in model.blocks]
+    layers = [stage.layer for stage in model.prefix] + [block.extract() for block in model.blocks]
     head = GroupSumHead(n_in=model.config.hidden[-1], n_classes=model.config.n_classes)
     return Network(encoder=encoder, layers=layers, head=head, meta=dict(meta or {}))

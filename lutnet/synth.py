@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import json
 import math
 import os
@@ -118,15 +119,41 @@ def _add(a: dict, b: dict) -> dict:
 TOP_ONLY_CELLS = ("BUFG",)
 
 
+#: Cells that end a combinational path (flip-flops of each fabric) or are no logic level (the
+#: clock buffer): removed from a copy of the mapped design before ``ltp``, which otherwise walks
+#: through vendor flip-flops (its ``-noff`` knows only Yosys's internal ones).
+_NOT_LEVELS = "t:FD* t:SB_DFF* t:TRELLIS_FF t:$_*DFF* t:$_DLATCH* t:BUFG* t:SB_GB*"
+_LTP = re.compile(r"Longest topological path in \\?(\S+) \(length=(-?\d+)\)")
+
+
+def logic_levels_script(top: str) -> str:
+    """Yosys commands, run after mapping, that write ``ltp.txt``: the longest register-to-register
+    (or port) path of ``top`` counted in mapped cells (LUTs, carry, wide muxes)."""
+    return "\n".join(["design -save mapped", "flatten", f"delete {_NOT_LEVELS}",
+                      "tee -q -o ltp.txt ltp -noff", "design -load mapped"])
+
+
+def parse_levels(text: str, top: str) -> int:
+    """Logic levels of ``top`` from ``ltp`` output (0 for a module with no logic)."""
+    for module, length in _LTP.findall(text):
+        if module == top:
+            return max(0, int(length))
+    raise SynthError(f"yosys ltp reported no path for module {top!r}")
+
+
 def _stat(cwd: Path, verilog_names: list[str], top: str, target: Target, what: str = "",
-          blackboxes=(), skip=()) -> dict:
+          blackboxes=(), skip=(), levels: bool = False) -> dict:
     reads = "\n".join(f"read_verilog {n}" for n in verilog_names)
-    script = f"{reads}\n{target.synth_script(top)}\ntee -q -o stat.json stat -json"
+    ltp = f"\n{logic_levels_script(top)}" if levels else ""
+    script = f"{reads}\n{target.synth_script(top)}{ltp}\ntee -q -o stat.json stat -json"
     run_yosys(script, cwd, what=what)
     stat = json.loads((cwd / "stat.json").read_text())
     modules = {name.lstrip("\\"): m for name, m in stat["modules"].items()}
-    return {"modules": modules, "total": classify(stat["design"]["num_cells_by_type"],
-                                                  set(modules) | set(blackboxes) | set(skip))}
+    out = {"modules": modules, "total": classify(stat["design"]["num_cells_by_type"],
+                                                 set(modules) | set(blackboxes) | set(skip))}
+    if levels:
+        out["levels"] = parse_levels((cwd / "ltp.txt").read_text(), top)
+    return out
 
 
 def synthesize(verilog: Path, top: str, target: Target, submodules: dict[str, str]) -> dict:
@@ -263,7 +290,8 @@ def synthesize_stages(top, target: Target, *, workers: int | None = None,
     """Map each stage of ``top`` (a :class:`lutnet.hdl.top.LutnetTop`) in its own Yosys process,
     layers larger than ``slice_bits`` weight bits in slices of rows, plus the glue; at most
     ``workers`` processes at once. Returns the totals (their sum), ``layers`` (per stage) and
-    ``synthesis`` (method, slices and times).
+    ``synthesis`` (method, slices and times), and ``logic_levels``: per stage, the longest
+    combinational path in mapped cells (Yosys ``ltp`` with the flip-flops removed).
 
     ``workers`` defaults to ``$LUTNET_SYNTH_JOBS`` or ``min(os.cpu_count(), 2)``; ``slice_bits``
     to ``$LUTNET_SYNTH_SLICE_BITS`` or :data:`DEFAULT_SLICE_BITS`.
@@ -301,11 +329,12 @@ def synthesize_stages(top, target: Target, *, workers: int | None = None,
         def run(job_name, files, module, what, blackboxes=()):
             d = tmp / job_name
             start = time.perf_counter()
+            # logic levels of each stage (not of the glue, whose stages are blackboxes)
             st = _stat(d, files, module, target, what=what, blackboxes=blackboxes,
-                       skip=() if blackboxes else TOP_ONLY_CELLS)
+                       skip=() if blackboxes else TOP_ONLY_CELLS, levels=not blackboxes)
             seconds = time.perf_counter() - start
             log(f"  {what}: {st['total']['luts']} LUTs, {st['total']['ffs']} FFs ({seconds:.0f} s)")
-            return st["total"], seconds
+            return dict(st["total"], levels=st.get("levels", 0)), seconds
 
         futures = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -337,7 +366,13 @@ def synthesize_stages(top, target: Target, *, workers: int | None = None,
     layers = {name: dict(zero) for name in top.stages()}
     glue, total = dict(zero), dict(zero)
     seconds = {}
+    levels = {name: 0 for name in top.stages()}
     for (name, k, rows), (counts, secs) in results:
+        if name != "glue":
+            # a sliced layer's slices run side by side: its depth is the deepest slice's
+            levels[name] = max(levels[name], counts.pop("levels"))
+        else:
+            counts.pop("levels")
         total = _add(total, counts)
         if name == "glue":
             glue = counts
@@ -359,4 +394,114 @@ def synthesize_stages(top, target: Target, *, workers: int | None = None,
                              "registers) are not shared across slices, so their counts are an upper bound "
                              "(up to ABC's few-per-cent mapping noise)")
     return {"target": target.name, "family": target.family, "lut_size": target.lut_size,
-            **total, "layers": layers, "synthesis": synthesis}
+            **total, "layers": layers, "logic_levels": levels, "synthesis": synthesis}
+
+
+def count_cells(verilog, top: str, target: Target, *, log=None) -> dict:
+    """Map one Verilog file (``top`` and everything below it) to ``target`` in a temporary folder;
+    returns ``luts``, ``ffs``, ``carry``, ``other``, ``levels`` (logic levels, see
+    :func:`logic_levels_script`) and ``seconds``. For a whole design such as a board top."""
+    verilog = Path(verilog)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lutnet-count-") as tmp:
+        (Path(tmp) / verilog.name).write_text(verilog.read_text())
+        st = _stat(Path(tmp), [verilog.name], top, target, what=top, levels=True)
+    seconds = round(time.perf_counter() - start, 1)
+    out = {**st["total"], "levels": st["levels"], "seconds": seconds}
+    if log:
+        log(f"  {top}: {out['luts']} LUT{target.lut_size}, {out['ffs']} FFs, {out['levels']} logic levels ({seconds:.0f} s)")
+    return out
+
+
+# ---- estimate before synthesis ------------------------------------------------------------
+
+#: LUTs per unit of the IR, by LUT size, measured with Yosys (per-stage synthesis with
+#: :meth:`Target.synth_script`, icebreaker and xc7) on random nets 16x4b (T=2) -> 48 -> 32 -> 10
+#: XNOR and 16x8b (T=2) -> lut64 (K=6) -> lut60 (K=4) -> lut40 (K=5) -> group-sum 10, and on the
+#: trained MNIST 784-512-512-10 XNOR net (xc7, sliced):
+#:
+#: * ``encoder``: per input bit a comparator looks at (:func:`_comparator_bits`; random 4-bit
+#:   thresholds: 1.06 LUT4 / 0.78 LUT6 per output bit; 8-bit: 1.66 LUT6; MNIST's x >= 128: 0);
+#: * ``xnor``: per weight bit of an XNOR layer, times ``0.11 + 0.15 log2(n_in)`` (the popcount
+#:   and threshold cost more per input on wider neurons): measured 0.86, 1.23, 1.44 and 1.54
+#:   LUT6 per bit at 32, 48, 512 and 784 inputs; 1.15 and 1.45 LUT4 at 32 and 48;
+#: * ``head_xnor``: per weight bit of an XNOR head with its argmax (2.0 LUT4; 1.8 and 2.0 LUT6 at
+#:   32 and 512 inputs); ``group_sum``: per input bit of a group-sum head (2.15 LUT4, 1.6 LUT6);
+#: * LUT layers: :func:`lut_neuron_luts` from the truth tables (random K=5: 3.9 LUT4 measured,
+#:   3 estimated; random K=6: 7.75 measured, 7 estimated; MNIST lut2000 K=6 trained: about 5.7 k
+#:   measured, 7.6 k estimated; one LUT6 a neuron up to K=6, measured exactly).
+#:
+#: The estimate is within about 25 % of Yosys on these nets; it guards place and route, and the
+#: Yosys count is checked again before nextpnr runs.
+ESTIMATE_FACTORS = {
+    4: {"encoder": 0.34, "xnor": 1.25, "head_xnor": 2.1, "group_sum": 2.2},
+    6: {"encoder": 0.25, "xnor": 1.0, "head_xnor": 1.9, "group_sum": 1.6},
+}
+
+
+#: LUTs of a board top beyond its core (UART receiver and transmitter, frame buffer, reset, LEDs),
+#: by LUT size: measured on a 3-class net, iCEBreaker (12 MHz) 116 LUT4 and Arty A7 (100 MHz) 105
+#: LUT6 more than the core.
+BOARD_TOP_LUTS = {4: 120, 6: 110}
+
+
+def lut_neuron_luts(layer, lut_size: int) -> np.ndarray:
+    """LUTs of each neuron of a LUT layer, alone, on ``lut_size``-input LUTs: 0 for a constant
+    table, 1 when it depends on at most ``lut_size`` inputs; otherwise (LUT4, K = 5 or 6) the
+    cheapest Shannon split on ``K - 4`` select inputs: one LUT4 per distinct non-constant
+    cofactor plus the LUT4s of the multiplexer that picks among them (constants fold into it).
+    Random K=6 tables give 7, trained ones fewer (ABC measured 7.75 and 2.9 a neuron)."""
+    t = np.asarray(layer.tables).astype(bool)
+    n, k = t.shape[0], layer.k
+    idx = np.arange(2 ** k)
+    support = sum((t[:, idx] != t[:, idx ^ (1 << i)]).any(1).astype(int) for i in range(k))
+    cost = (support > 0).astype(float)
+    if k <= lut_size:
+        return cost
+    split = k - lut_size
+    best = np.full(n, np.inf)
+    for sel in itertools.combinations(range(k), split):
+        rest = [i for i in range(k) if i not in sel]
+        free = np.array([sum(((r >> j) & 1) << b for j, b in enumerate(rest)) for r in range(2 ** lut_size)])
+        cofs = [t[:, free + sum(((c >> j) & 1) << b for j, b in enumerate(sel))] for c in range(2 ** split)]
+        distinct, any_const = np.zeros(n, int), np.zeros(n, bool)
+        for j, c in enumerate(cofs):
+            const = c.all(1) | ~c.any(1)
+            any_const |= const
+            seen = np.zeros(n, bool)
+            for prev in cofs[:j]:
+                seen |= (prev == c).all(1)
+            distinct += ~const & ~seen
+        # the multiplexer: its data inputs (the distinct cofactors) and the select inputs
+        inputs = distinct + split
+        mux = np.where(distinct + any_const <= 1, 0, np.where(inputs <= lut_size, 1, np.where(inputs <= lut_size + 1, 2, 3)))
+        best = np.minimum(best, distinct + mux)
+    return np.where(support <= lut_size, cost, best)
+
+
+def _comparator_bits(encoder) -> int:
+    """Input bits the encoder's comparators ``x >= t`` really look at: those at and above ``t``'s
+    lowest set bit. ``x >= 128`` on 8 bits is a wire (bit 7), and ``t = 0`` or ``2**bits`` a constant."""
+    t = np.asarray(encoder.thresholds, dtype=np.int64).ravel()
+    t = t[(t > 0) & (t < 2 ** encoder.input_bits)]
+    trailing = np.log2(t & -t).astype(np.int64)
+    bits = encoder.input_bits - trailing
+    return int(bits[bits > 1].sum())
+
+
+def estimate_luts(net, lut_size: int) -> int:
+    """LUTs the network's core needs on a fabric of ``lut_size``-input LUTs, from the IR alone
+    (no synthesis: a fit check before minutes of Yosys); see :data:`ESTIMATE_FACTORS`."""
+    f = ESTIMATE_FACTORS[lut_size]
+    total = f["encoder"] * _comparator_bits(net.encoder)
+    for layer in net.layers:
+        if hasattr(layer, "tables"):
+            total += float(lut_neuron_luts(layer, lut_size).sum())
+        else:
+            total += f["xnor"] * (0.11 + 0.15 * math.log2(max(2, layer.n_in))) * layer_cost(layer)
+    head = net.head
+    if hasattr(head, "weights"):
+        total += f["head_xnor"] * layer_cost(head)
+    else:
+        total += f["group_sum"] * head.n_in
+    return int(math.ceil(total))

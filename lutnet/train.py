@@ -29,7 +29,7 @@ from . import datasets, golden
 from .bnn import BINARIZATIONS, BinaryMLP, BnnConfig
 from .fold import fold_check, to_ir
 from .ir import LutLayer
-from .lutnn import LutConfig, LutMLP, lut_to_ir
+from .lutnn import WIRINGS, LutConfig, LutMLP, lut_to_ir
 
 ARCHS = ("bnn", "lut")
 
@@ -50,6 +50,7 @@ class TrainConfig:
     dataset: str = "digits"             # datasets.load name: digits, mnist or idx
     arch: str = "bnn"                   # "bnn": binarized XNOR layers; "lut": K-input LUT neurons
     k: int = 6                          # inputs per LUT neuron (arch "lut")
+    wiring: str = "random"              # LUT input wiring (arch "lut"): random | serial | learned
     data_dir: str | None = None         # directory of IDX files (mnist/idx); None = default location
     hidden: tuple = (256, 256)          # widths of the hidden binary layers
     levels: int = 1                     # encoder levels per feature (1 = threshold, > 1 thermometer)
@@ -86,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
         if not _is_int(self.k) or not 2 <= self.k <= 6:
             raise ConfigError(f"k must be an integer in 2..6, not {self.k!r}")
+        if self.wiring not in WIRINGS:
+            raise ConfigError(f"wiring must be one of {', '.join(WIRINGS)}, not {self.wiring!r}")
         if self.binarization not in BINARIZATIONS:
             raise ConfigError(f"binarization must be one of {', '.join(BINARIZATIONS)}, not {self.binarization!r}")
         for name, low in (("levels", 1), ("epochs", 1), ("batch_size", 2), ("threads", 1), ("seed", 0)):
@@ -129,7 +132,7 @@ class TrainConfig:
         if self.arch == "lut":
             try:
                 config = LutConfig(hidden=self.hidden, k=self.k, levels=self.levels, n_classes=n_classes,
-                                   bn_momentum=self.bn_momentum, seed=self.seed)
+                                   bn_momentum=self.bn_momentum, seed=self.seed, wiring=self.wiring)
                 return LutMLP(config, thresholds)
             except ValueError as e:
                 raise ConfigError(str(e)) from None

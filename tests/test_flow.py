@@ -47,6 +47,17 @@ def test_build_reports_luts_per_layer(digits_run):
     assert s["ffs"] >= 128 + 24 + 16
 
 
+def test_build_reports_target_fit_and_logic_levels(digits_run):
+    s = json.loads((digits_run / "build" / "summary.json").read_text())
+    assert s["target"]["name"] == "xc7" and s["target"]["capacity"]["luts"] == 133_800
+    assert s["fit"] == {"estimated_luts": s["luts"], "available_luts": 133_800, "fits": True, "source": "yosys-core"}
+    # every stage has logic between its registers: at least one LUT level, and a popcount of
+    # 128 inputs needs more than one LUT6 level
+    assert set(s["logic_levels"]) == set(s["layers"]) and min(s["logic_levels"].values()) >= 1
+    assert s["logic_levels"]["layer0"] >= 2
+    assert "pnr" not in s and "vivado" not in s and "board_top" not in s
+
+
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_sim_matches_golden_on_the_whole_test_set(digits_run, simulator):
     build = digits_run / "build"

@@ -114,3 +114,31 @@ def test_out_of_memory_message():
     msg = synth._failure_message("Error: failed to run main module\nCaused by: memory allocation of 64 bytes failed\n", 134)
     assert "ran out of memory" in msg
     assert synth._failure_message("5.1. Executing ABC pass\nsomething odd happened\n", 3) == "yosys failed: something odd happened"
+
+
+def test_logic_levels_count_luts_between_registers(tmp_path):
+    """r1 <= a ^ rot(a) (one LUT), r2 <= r1 + 3 (an 8-bit add: two LUT6 levels with -nocarry),
+    q <= r2 & rot(r2) (one LUT): the longest register-to-register path is 2 LUT6, not the 7 cells
+    of the whole chain that Yosys's ltp reports when it walks through the flip-flops."""
+    (tmp_path / "t.v").write_text(
+        "module t(input clk, input [7:0] a, output reg [7:0] q);\n  reg [7:0] r1, r2;\n"
+        "  always @(posedge clk) begin r1 <= a ^ {a[6:0], a[7]}; r2 <= r1 + 8'd3; q <= r2 & {r2[0], r2[7:1]}; end\n"
+        "endmodule\n")
+    counts = synth.count_cells(tmp_path / "t.v", "t", targets.load("xc7"))
+    assert counts["levels"] == 2 and counts["ffs"] == 24 and counts["luts"] > 8
+    text = "Longest topological path in \\other (length=9):\nLongest topological path in t (length=3):\n"
+    assert synth.parse_levels(text, "t") == 3 and synth.parse_levels("Longest topological path in \\m (length=-1):", "m") == 0
+    with pytest.raises(synth.SynthError, match="no path for module 'x'"):
+        synth.parse_levels(text, "x")
+
+
+def test_staged_synthesis_reports_logic_levels(runs):
+    _, staged, sliced, _ = runs
+    levels = staged["logic_levels"]
+    assert set(levels) == {"encoder", "layer0", "layer1", "head"} and min(levels.values()) >= 1
+    # a 16-input popcount and its threshold do not fit one LUT6
+    assert levels["layer0"] >= 2
+    # slices of a layer are side by side: the layer is as deep as its deepest slice, which has the
+    # same neurons' logic (ABC's mapping may move it by one level)
+    for name in levels:
+        assert 1 <= sliced["logic_levels"][name] <= levels[name] + 1

