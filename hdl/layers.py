@@ -281,20 +281,23 @@ class _ArgmaxHead(wiring.Component):
 
     def __init__(self, head, *, tree_inputs: int, adder_levels_per_stage: int | None = None,
                  register_scores: bool = True, argmax_levels_per_stage: int | None = None,
-                 register_output: bool = True, share_subtrees: bool = True):
+                 register_comparisons: bool = False, register_output: bool = True,
+                 share_subtrees: bool = True):
         self.ir = head
         self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
                                                     "adder_levels_per_stage")
         self.argmax_levels_per_stage = _check_period(argmax_levels_per_stage,
                                                      "argmax_levels_per_stage")
         self.register_scores = bool(register_scores)
+        self.register_comparisons = bool(register_comparisons)
         self.register_output = bool(register_output)
         self.share_subtrees = bool(share_subtrees)
         self.class_bits = class_bits(head.n_classes)
         self.score_bits = head.score_bits
         self.tree_latency = register_count(popcount_depth(tree_inputs), self.adder_levels_per_stage)
-        self.argmax_latency = register_count(popcount_depth(head.n_classes),
-                                             self.argmax_levels_per_stage)
+        argmax_depth = popcount_depth(head.n_classes)
+        self.argmax_latency = (register_count(argmax_depth, self.argmax_levels_per_stage)
+                               + argmax_depth * self.register_comparisons)
         self.latency = (self.tree_latency + int(self.register_scores) + self.argmax_latency
                         + int(self.register_output))
         super().__init__({
@@ -320,11 +323,24 @@ class _ArgmaxHead(wiring.Component):
         depth = popcount_depth(n)
         for level in range(1, depth + 1):
             last = level == depth
+            pairs = len(nodes) // 2
+            ge = Signal(pairs, name=f"argmax_l{level}_ge")
+            m.d.comb += ge.eq(Cat(*(nodes[2 * p][0] >= nodes[2 * p + 1][0] for p in range(pairs))))
+            if self.register_comparisons:
+                # The comparisons, the candidates they choose between and the scores all go
+                # through one register, so the multiplexers read registers only.
+                flat = Cat(ge, scores, *(v for node in nodes for v in node))
+                reg = _signal(m, flat, en, True, f"argmax_l{level}_cmp")
+                ge, scores, pos = reg[:pairs], reg[pairs:pairs + n * w], pairs + n * w
+                widths = [(len(s), len(i)) for s, i in nodes]
+                nodes = []
+                for ws, wi in widths:
+                    nodes.append((reg[pos:pos + ws], reg[pos + ws:pos + ws + wi]))
+                    pos += ws + wi
             merged = []
-            for p in range(0, len(nodes) - 1, 2):
-                (sa, ia), (sb, ib) = nodes[p], nodes[p + 1]
-                keep_left = Signal(name=f"argmax_l{level}_ge{p // 2}")
-                m.d.comb += keep_left.eq(sa >= sb)
+            for p in range(pairs):
+                (sa, ia), (sb, ib) = nodes[2 * p], nodes[2 * p + 1]
+                keep_left = ge[p]
                 merged.append((None if last else Mux(keep_left, sa, sb), Mux(keep_left, ia, ib)))
             if len(nodes) % 2:
                 merged.append(nodes[-1])
@@ -358,6 +374,9 @@ class XnorHeadComponent(_ArgmaxHead):
         Register the scores before the argmax.
     argmax_levels_per_stage : int or None
         Register inside the argmax tree every this many levels (the scores are delayed alike).
+    register_comparisons : bool
+        Register every argmax level's comparisons (with the candidates and the scores) before
+        its multiplexers: one more cycle per level, each stage a comparator or a multiplexer.
     register_output : bool
         Register ``o``.
     share_subtrees : bool
@@ -374,7 +393,8 @@ class XnorHeadComponent(_ArgmaxHead):
         ``o[class_bits + c * score_bits +: score_bits]``; ``score_bits = n_in.bit_length()``.
     latency : int
         Adder-tree registers, + 1 if ``register_scores``, + argmax-tree registers
-        (``(ceil(log2(n_classes)) - 1) // argmax_levels_per_stage``), + 1 if ``register_output``.
+        (``(ceil(log2(n_classes)) - 1) // argmax_levels_per_stage``, + ``ceil(log2(n_classes))``
+        if ``register_comparisons``), + 1 if ``register_output``.
     """
 
     def __init__(self, head: ir.XnorHead, **options):
@@ -399,7 +419,8 @@ class GroupSumHeadComponent(_ArgmaxHead):
     Parameters
     ----------
     head : ir.GroupSumHead
-    adder_levels_per_stage, register_scores, argmax_levels_per_stage, register_output, share_subtrees
+    adder_levels_per_stage, register_scores, argmax_levels_per_stage, register_comparisons,
+    register_output, share_subtrees
         As for :class:`XnorHeadComponent` (``share_subtrees`` has nothing to share here: the
         groups read different bits).
 
@@ -409,7 +430,9 @@ class GroupSumHeadComponent(_ArgmaxHead):
         As for :class:`XnorHeadComponent`, with ``score_bits = g.bit_length()``.
     latency : int
         ``(ceil(log2(g)) - 1) // adder_levels_per_stage`` adder-tree registers (0 for None),
-        + 1 if ``register_scores``, + argmax-tree registers, + 1 if ``register_output``.
+        + 1 if ``register_scores``, + argmax-tree registers (as for :class:`XnorHeadComponent`),
+        + 1 if ``register_output``. A group of 4 bits has a tree of 2 levels, so only
+        ``adder_levels_per_stage=1`` puts a register in it (none goes after the last level).
     """
 
     def __init__(self, head: ir.GroupSumHead, **options):

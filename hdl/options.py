@@ -18,7 +18,8 @@ import numpy as np
 
 __all__ = ["PipelineOptions"]
 
-_BOOLS = ("register_encoder", "register_scores", "register_output", "share_subtrees")
+_BOOLS = ("register_encoder", "register_scores", "register_comparisons", "register_output",
+          "share_subtrees")
 _PERIODS = ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage")
 
 
@@ -29,6 +30,11 @@ class PipelineOptions:
     A "per stage" option of ``N`` places a register after every ``N``-th item (layer, adder level,
     comparison level); ``None`` places none. Registers inside a tree are never placed after its
     last level (the register that follows the tree serves).
+
+    ``register_comparisons`` splits every argmax level in two stages, the comparison of the
+    candidates' scores and then the selection (one more cycle per level): a level is otherwise a
+    comparator feeding multiplexers, two or three LUT levels, the longest path of a pipelined
+    LUT-Net.
     """
 
     register_encoder: bool = True                # register the encoder's output bits
@@ -36,6 +42,7 @@ class PipelineOptions:
     adder_levels_per_stage: int | None = None    # register every N adder levels in popcount trees
     register_scores: bool = True                 # register the head's class scores
     argmax_levels_per_stage: int | None = None   # register every N levels of the argmax tree
+    register_comparisons: bool = False           # register each argmax comparison before its muxes
     register_output: bool = True                 # register the output payload (class + scores)
     share_subtrees: bool = True                  # build identical popcount subtrees once per layer
 

@@ -137,4 +137,5 @@ def _head_component(head, o: PipelineOptions):
                         f"(supported: {', '.join(sorted(HEAD_COMPONENTS))})")
     return cls(head, adder_levels_per_stage=o.adder_levels_per_stage,
                register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
-               register_output=o.register_output, share_subtrees=o.share_subtrees)
+               register_output=o.register_output, share_subtrees=o.share_subtrees,
+               register_comparisons=o.register_comparisons)

@@ -109,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"], help="for --verify")
     b.add_argument("--layers-per-stage", type=_positive_int, default=1, help="pipeline register every N layers")
     b.add_argument("--adder-levels-per-stage", type=_positive_int, default=None, help="register every N adder-tree levels")
+    b.add_argument("--argmax-levels-per-stage", type=_positive_int, default=None, help="register every N argmax levels")
+    b.add_argument("--register-comparisons", action="store_true",
+                   help="register every argmax comparison before its selection (about one LUT level per stage)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")
@@ -161,7 +164,10 @@ def _build(a):
     from . import flow
 
     out = a.out or os.path.join(os.path.dirname(flow.resolve_model(a.model)) or ".", "build")
-    pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage)
+    pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage,
+                    register_comparisons=a.register_comparisons)
+    if a.argmax_levels_per_stage is not None:
+        pipeline["argmax_levels_per_stage"] = a.argmax_levels_per_stage
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth,
                    core_only=a.core_only, verify=a.verify, simulator=a.simulator)
     figures = f"{s['luts']} LUT{s['lut_size']}, {s['ffs']} FF, {s['carry']} carry" if "luts" in s else "synthesis skipped"

@@ -182,8 +182,14 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, fit: dict, log) -> dict | 
         return None
     work = tmp / "pnr"
     top, verilog = ("board_top", "board_top.v") if with_board else ("lutnet_top", "lutnet_top.v")
-    log(f"place and route of {top} on {target.part} ({target.device}/{target.package}) with nextpnr")
-    result = pnr.place_and_route(work, [tmp / verilog], top, target, board_pins=with_board, log=log)
+    # a large design does not fit one WebAssembly Yosys flat: its pipeline stages are mapped apart
+    stages = None
+    if fit["estimated_luts"] >= pnr.STAGED_MIN_LUTS:
+        stages = pnr.child_modules(tmp / verilog, "board_top.core" if with_board else top)
+    log(f"place and route of {top} on {target.part} ({target.device}/{target.package}) with nextpnr"
+        + (f" (Yosys stage by stage: {len(stages)} stages + glue)" if stages else ""))
+    result = pnr.place_and_route(work, [tmp / verilog], top, target, board_pins=with_board, stages=stages,
+                                 log=log)
     if result.get("bitstream"):
         result["bitstream"] = f"pnr/{result['bitstream']}"
     if result.get("fmax_mhz") is not None:

@@ -13,22 +13,31 @@ are placed freely (``--pcf-allow-unconstrained``) and the clock-to-clock Fmax is
 and from pins are not clocked, so they do not count); when they do not fit, only the Yosys counts
 are returned (``fmax_mhz`` None, with a ``note``): the core is placed and routed inside the board
 top instead.
+
+Large designs (``stages``, see :data:`STAGED_MIN_LUTS`): one flat ``synth_ecp5`` of an MNIST
+LUT-Net board top runs for many minutes and can exhaust the 32-bit WebAssembly Yosys's call
+stack, so each pipeline stage is mapped in its own Yosys process, the rest (UART, frame buffer)
+in another with the stages as blackboxes, and a last Yosys run links and flattens the mapped
+modules into the one netlist nextpnr places (and the counts come from).
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .synth import SynthError, run_yosys
+from .synth import DEFAULT_WORKERS, SynthError, _env_int, run_yosys
 
-__all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "synth_counts", "place_and_route", "fabric_ceiling",
-           "pin_constraints", "CEILING_VERILOG"]
+__all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
+           "child_modules",
+           "fabric_ceiling", "pin_constraints", "CEILING_VERILOG"]
 
 #: nextpnr's placer seed: the same inputs give the same placement, routing and Fmax.
 SEED = 1
@@ -37,6 +46,13 @@ SEED = 1
 #: reached the same Fmax (209.1 MHz) with a 25, 100 and 300 MHz goal: the figure does not hinge on it.
 DEFAULT_FREQ_MHZ = 100.0
 FAMILIES = ("ice40", "ecp5")
+#: Designs estimated at this many LUT4 or more are synthesized stage by stage
+#: (:func:`place_and_route` ``stages``). One flat ``synth_ecp5`` of the MNIST LUT-Net board top
+#: (784 -> lut2000 -> lut1000, about 13 k LUT4) ran 20 minutes and died with "wasm trap: call
+#: stack exhausted"; stage by stage the 784 -> lut1500 -> lut500 board top maps in about 2 minutes.
+#: Below this, anything that fits an iCEBreaker (5,280 LUT4) keeps the flat flow, which also
+#: optimizes across stage boundaries.
+STAGED_MIN_LUTS = 5000
 
 # tool -> (console script next to the interpreter, module, function, wheel to pip install)
 _TOOLS = {
@@ -191,6 +207,115 @@ def _synth(work_dir: Path, verilog_files, top: str, family: str, log) -> tuple[d
     return counts, cells, ports, seconds
 
 
+_MODULE = re.compile(r"^\s*module\s+\\?(\S+?)\s*[(;#]", re.M)
+
+
+def _module_sizes(work_dir: Path, names: list[str]) -> dict[str, int]:
+    """{module name: characters of its Verilog text} over the staged Verilog files."""
+    sizes = {}
+    for n in names:
+        text = (work_dir / n).read_text(errors="replace")
+        starts = [(m.start(), m.group(1)) for m in _MODULE.finditer(text)] + [(len(text), None)]
+        for (a, name), (b, _) in zip(starts, starts[1:]):
+            sizes[name] = b - a
+    return sizes
+
+
+def child_modules(verilog_file, parent: str) -> list[str]:
+    """The Verilog modules one level below module ``parent`` in Amaranth's hierarchical naming
+    (``board_top.core`` -> ``board_top.core.encoder``, ``board_top.core.layer0``, ...), in file
+    order: the stages to pass to :func:`place_and_route`."""
+    text = Path(verilog_file).read_text(errors="replace")
+    prefix = parent + "."
+    return [m for m in _MODULE.findall(text) if m.startswith(prefix) and "." not in m[len(prefix):]]
+
+
+def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, workers: int | None,
+                  log) -> tuple[dict, dict, dict, float, dict]:
+    """Map ``top`` with each module of ``stages`` in its own Yosys process, then link.
+
+    Each stage module is mapped as its own top (``synth_FAMILY -top STAGE -dff``); the rest of
+    the design (``top`` with the stages as blackboxes: UART, frame buffer, glue; no ``-dff``) in
+    one more process. The mapped modules are merged into one netlist JSON, and a last, cheap Yosys run
+    links the hierarchy, flattens it and removes cells whose outputs nothing reads (``opt_clean``:
+    e.g. frame-buffer bits the encoder ignores, neurons the next layer does not wire to), which the
+    flat flow removes too. Lost against the flat flow: constants are not propagated across a stage
+    boundary. At most ``workers`` processes at once (default ``$LUTNET_SYNTH_JOBS`` or 2).
+    """
+    names = _stage(work_dir, verilog_files)
+    tool_command("yosys")
+    sizes = _module_sizes(work_dir, names)
+    stages = list(dict.fromkeys(stages))
+    missing = [s for s in stages + [top] if s not in sizes]
+    if missing:
+        raise PnrError(f"no Verilog module {', '.join(map(repr, missing))} in {', '.join(names)} "
+                       f"(per-stage synthesis needs the stage modules by name)")
+    if workers is None:
+        try:
+            workers = _env_int("LUTNET_SYNTH_JOBS", min(os.cpu_count() or 1, DEFAULT_WORKERS))
+        except SynthError as e:
+            raise PnrError(str(e)) from None
+    reads = "\n".join(f"read_verilog {n}" for n in names)
+    # the largest stage first, the glue (slow: the UART frame buffer) next, so that two
+    # processes finish at about the same time
+    jobs = []  # (job name, Yosys script, module it maps)
+    for k, stage in sorted(enumerate(stages), key=lambda ks: -sizes[ks[1]]):
+        jobs.append((f"stage{k}", f"{reads}\nhierarchy -top \\{stage}\n"
+                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json')}", stage))
+    # the glue without -dff: ABC9 spent 55 of its 64 s on the MNIST frame buffer's 6,370 flops
+    # (16 s without; 128 instead of 131 LUT4 for the UART)
+    jobs.insert(1, ("glue", f"{reads}\nblackbox {' '.join(stages)}\nsynth_{family} -top {top}\n"
+                            f"write_json glue.json", top))
+    start = time.perf_counter()
+
+    def run(job):
+        name, script, what = job
+        t = time.perf_counter()
+        try:
+            run_yosys(script, work_dir, name=f"synth_{name}", what=what)
+        except SynthError as e:
+            raise PnrError(str(e)) from None
+        seconds = time.perf_counter() - t
+        log(f"  yosys (synth_{family} {what}): {seconds:.1f} s")
+        return name, round(seconds, 1)
+
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        try:
+            per_job = dict(f.result() for f in futures)  # job name -> seconds
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+    # one netlist: the glue's top and cell library, each stage's mapped module in place of its
+    # blackbox (the library blackboxes are the same in every file: the first copy is kept)
+    merged = json.loads((work_dir / "glue.json").read_text())
+    modules = merged["modules"]
+    for name, _, stage in jobs:
+        if name == "glue":
+            continue
+        for mod_name, mod in json.loads((work_dir / f"{name}.json").read_text())["modules"].items():
+            if mod_name == stage or mod_name not in modules:
+                modules[mod_name] = mod
+    (work_dir / "merged.json").write_text(json.dumps(merged))
+    t = time.perf_counter()
+    try:
+        run_yosys(f"read_json merged.json\nhierarchy -top {top}\nflatten\nopt_clean\nwrite_json {top}.json",
+                  work_dir, name="link", what="link")
+    except SynthError as e:
+        raise PnrError(str(e)) from None
+    per_job["link"] = round(time.perf_counter() - t, 1)
+    seconds = time.perf_counter() - start
+    log(f"  yosys (link {len(stages)} stages + glue, flatten): {per_job['link']:.1f} s; synthesis "
+        f"{seconds:.1f} s wall")
+    counts, cells, ports = _count(json.loads((work_dir / f"{top}.json").read_text()), top, family)
+    by_module = {("glue" if name == "glue" else module): per_job[name] for name, _, module in jobs}
+    info = {"method": "per-stage", "stages": stages, "workers": int(workers),
+            "seconds": {**by_module, "link": per_job["link"]}}
+    return counts, cells, ports, seconds, info
+
+
 def synth_counts(work_dir, verilog_files, top: str, target, log=print) -> dict:
     """Map ``top`` (in ``verilog_files``) to ``target``'s fabric with Yosys in ``work_dir``.
 
@@ -271,7 +396,8 @@ def _timing(report: dict) -> tuple[float | None, dict, dict | None]:
 
 
 def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bool = True,
-                    freq_mhz: float | None = None, bitstream: bool = True, log=print) -> dict:
+                    freq_mhz: float | None = None, bitstream: bool = True, stages=None,
+                    workers: int | None = None, log=print) -> dict:
     """Synthesize ``top`` with Yosys, place and route it with nextpnr on ``target``'s part and, for
     a board top, pack the bitstream; all in ``work_dir``.
 
@@ -281,6 +407,12 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     core alone, no bitstream (see the module docstring for iCE40). ``freq_mhz`` is the timing
     goal; default the board clock, else :data:`DEFAULT_FREQ_MHZ`. A goal that is not met is
     reported (``timing_met``), not an error.
+
+    ``stages`` (Verilog module names below ``top``, e.g. ``board_top.core.layer0``): synthesize
+    each in its own Yosys process, at most ``workers`` at once, and link them (see
+    :func:`_synth_staged`; for designs too large for one WebAssembly Yosys, see
+    :data:`STAGED_MIN_LUTS`); ``synthesis`` then says how. Either way the counts are those of the
+    flat netlist nextpnr places.
 
     Returns ``tool``, ``luts`` (LUT4), ``ffs``, ``carry``, ``brams`` (Yosys counts), ``ios``,
     ``fmax_mhz`` (worst clock), ``fmax_by_clock``, ``target_mhz``, ``timing_met``,
@@ -301,11 +433,16 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     nextpnr = f"nextpnr-{family}"
     tool_command(nextpnr)  # a missing wheel fails before synthesis, not after it
 
-    counts, cells, ports, synth_s = _synth(work_dir, verilog_files, top, family, log)
+    if stages:
+        counts, cells, ports, synth_s, how = _synth_staged(work_dir, verilog_files, top, family, stages,
+                                                           workers, log)
+    else:
+        counts, cells, ports, synth_s = _synth(work_dir, verilog_files, top, family, log)
+        how = {"method": "flat"}
     seconds = {"synth": round(synth_s, 1)}
     result = {"tool": f"yosys+{nextpnr}", **counts, "ios": 0, "fmax_mhz": None, "fmax_by_clock": {},
               "target_mhz": round(freq_mhz, 3), "timing_met": None, "critical_path": None,
-              "bitstream": None, "utilisation": {}, "cells": cells, "seed": SEED}
+              "bitstream": None, "utilisation": {}, "cells": cells, "seed": SEED, "synthesis": how}
 
     args = ["--json", f"{top}.json", "--top", top, "--freq", f"{freq_mhz:g}", "--seed", str(SEED),
             "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]

@@ -82,7 +82,7 @@ def random_pipeline_options(rng: np.random.Generator):
     flag = lambda: bool(rng.random() < 0.5)
     options = dict(register_encoder=flag(), layers_per_stage=period(), adder_levels_per_stage=period(),
                    register_scores=flag(), argmax_levels_per_stage=period(), register_output=flag(),
-                   share_subtrees=flag())
+                   share_subtrees=flag(), register_comparisons=flag())
     if not (options["register_encoder"] or options["register_scores"] or options["register_output"]
             or options["layers_per_stage"]):
         options["register_output"] = True   # the streaming top needs a register

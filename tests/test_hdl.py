@@ -568,3 +568,114 @@ def test_unsupported_kinds_are_named():
     object.__setattr__(bad, "head", _Softmax())
     with pytest.raises(TypeError, match=r"^head: no hardware for head kind 'softmax' \(supported: group_sum, xnor_head\)$"):
         LutnetTop(bad)
+
+
+# -- pipelined group-sum head and argmax ---------------------------------------------------------
+
+def pipelined_top(net, options):
+    top = LutnetTop(net, options=options)
+    assert top.head.register_comparisons == options.register_comparisons
+    return top
+
+
+def make_group_sum_net(seed, *, group=12, classes=7, k=6):
+    """Encoder -> one LUT layer -> group-sum head with groups of ``group`` bits (tree depth 4
+    for 12) over ``classes`` classes (argmax depth 3 for 7)."""
+    rng = np.random.default_rng(seed)
+    enc = ir.Encoder(rng.integers(0, 9, (6, 2)), 3)
+    layer = random_lut_layer(rng, enc.n_out, group * classes, k=k)
+    return ir.Network(enc, [layer], ir.GroupSumHead(group * classes, classes))
+
+
+PIPELINED = {
+    "deep": PipelineOptions(adder_levels_per_stage=1, argmax_levels_per_stage=1),
+    "deepest": PipelineOptions(adder_levels_per_stage=1, argmax_levels_per_stage=1,
+                               register_comparisons=True),
+    "compare_only": PipelineOptions(register_scores=False, register_comparisons=True,
+                                    register_output=False, layers_per_stage=None),
+    "adder2": PipelineOptions(adder_levels_per_stage=2, register_comparisons=True,
+                              argmax_levels_per_stage=2),
+}
+
+
+def test_group_sum_head_latency_grows_with_adder_levels():
+    head = ir.GroupSumHead(16 * 10, 10)        # groups of 16: 4 adder levels; argmax depth 4
+    latency = {p: GroupSumHeadComponent(head, adder_levels_per_stage=p).latency
+               for p in (None, 1, 2, 3, 4)}
+    # registers inside the tree: (4 - 1) // p, plus the score and output registers
+    assert latency == {None: 2, 1: 5, 2: 3, 3: 3, 4: 2}
+    c = GroupSumHeadComponent(head, adder_levels_per_stage=1, argmax_levels_per_stage=1,
+                              register_comparisons=True)
+    assert (c.tree_latency, c.argmax_latency, c.latency) == (3, 3 + 4, 3 + 1 + 7 + 1)
+    net = make_group_sum_net(1)
+    tops = {name: pipelined_top(net, o) for name, o in PIPELINED.items()}
+    # encoder 1 + layer 1 + head: tree (4-1)//1, scores 1, argmax (3-1)//1, output 1
+    assert tops["deep"].latency == 1 + 1 + 3 + 1 + 2 + 1
+    assert tops["deepest"].latency == tops["deep"].latency + 3
+    assert tops["compare_only"].latency == 1 + 3
+    assert tops["adder2"].head.latency == 1 + 1 + (1 + 3) + 1
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINED))
+def test_pipelined_group_sum_head_at_full_rate(name):
+    """Valid and ready always high: one sample per clock, each result exactly ``latency``
+    cycles after its input, equal to the golden model."""
+    net = make_group_sum_net(2)
+    n = 30
+    x = make_inputs(net, n, 2)
+    payloads = pack(net, x)
+    top = pipelined_top(net, PIPELINED[name])
+    i, o = top.i_stream, top.o_stream
+    taken, results = [], []
+
+    async def bench(ctx):
+        ctx.set(o.ready, 1)
+        for cycle in range(n + top.latency + 3):
+            ctx.set(i.valid, int(cycle < n))
+            ctx.set(i.payload, payloads[cycle] if cycle < n else 0)
+            _, _, iv, ir_, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
+            if iv and ir_:
+                taken.append(cycle)
+            if ov:
+                results.append((cycle, op))
+
+    sim, _ = _bench(top)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken == list(range(n))
+    assert [c for c, _ in results] == [k + top.latency for k in range(n)]
+    assert [unpack(top, p) for _, p in results] == expected(net, x)
+
+
+@pytest.mark.parametrize("name,seed,idle,stall", [
+    ("deep", 3, 0.3, 0.6), ("deepest", 4, 0.2, 0.5), ("deepest", 5, 0.0, 0.8),
+    ("compare_only", 6, 0.4, 0.4), ("adder2", 7, 0.1, 0.7)])
+def test_pipelined_group_sum_head_under_backpressure(name, seed, idle, stall):
+    net = make_group_sum_net(seed, group=int(3 + seed), classes=int(2 + seed), k=int(2 + seed % 5))
+    x = make_inputs(net, 50, seed)
+    top = pipelined_top(net, PIPELINED[name])
+    got = stream(top, pack(net, x), idle=idle, stall=stall, seed=seed)
+    assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+def test_registered_comparisons_keep_ties_and_xnor_heads():
+    """Register_comparisons on an XNOR head, and on tied scores (the lowest index wins)."""
+    net = make_net(51, widths=[20], classes=9)
+    top = pipelined_top(net, PipelineOptions(register_comparisons=True, argmax_levels_per_stage=1))
+    assert top.head.argmax_latency == 4 + 3
+    x = make_inputs(net, 40, 51)
+    assert [unpack(top, p) for p in stream(top, pack(net, x), idle=0.2, stall=0.5, seed=4)] \
+        == expected(net, x)
+    enc = ir.Encoder(np.zeros((6, 1), dtype=int), 2)          # every bit a constant 1
+    net = ir.Network(enc, [], ir.GroupSumHead(6, 3))
+    top = pipelined_top(net, PipelineOptions(register_comparisons=True))
+    x = make_inputs(net, 10, 0)
+    assert [unpack(top, p) for p in stream(top, pack(net, x), seed=1)] == [(0, [2, 2, 2])] * 10
+
+
+def test_register_comparisons_option():
+    o = PipelineOptions(register_comparisons=True)
+    assert PipelineOptions.from_dict(o.to_dict()) == o
+    assert PipelineOptions().register_comparisons is False
+    with pytest.raises(ValueError, match="^register_comparisons must be a bool, not 1$"):
+        PipelineOptions(register_comparisons=1)

@@ -230,7 +230,7 @@ def test_nets_cover_the_space(side_by_side):
     assert min(widths) <= 5 and max(widths) >= 50
     lat = {c.latency for c in d.cores}
     assert len(lat) >= 3   # the padding is exercised
-    for name in ("register_encoder", "register_scores", "register_output", "share_subtrees"):
+    for name in ("register_encoder", "register_scores", "register_output", "share_subtrees", "register_comparisons"):
         assert {getattr(n.options, name) for n in d.nets} == {False, True}, name
     for name in ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage"):
         assert {getattr(n.options, name) for n in d.nets} >= {None, 1, 2}, name

@@ -209,3 +209,35 @@ def test_design_that_does_not_fit_names_nextpnr_error(tmp_path):
     with pytest.raises(pnr.PnrError, match=r"^nextpnr-ice40 \(place and route\) failed: ERROR: Unable to place "
                                            r"cell .*no BELs remaining to implement cell type 'ICESTORM_LC'$"):
         pnr.place_and_route(tmp_path / "pnr", [v], "board_top", tiny, log=quiet)
+
+
+def test_ecp5_board_top_stage_by_stage(tmp_path, ecp5):
+    # the per-stage flow (for nets too large for one flat Yosys) forced on a small net: each core
+    # stage and the glue are mapped apart, linked and flattened; the netlist nextpnr places has the
+    # flat flow's flip-flops and about its LUT4s (no constant propagation across stage boundaries)
+    net = random_net(np.random.default_rng(3), features=4, input_bits=3, levels=2, widths=[16, 12], classes=4,
+                     lut=True)
+    board = generate_board(net, tmp_path / "gen", clk_hz=ecp5.clock["hz"], baud=ecp5.uart["baud"],
+                           n_leds=ecp5.n_leds)
+    verilog = tmp_path / "gen" / board["verilog"]
+    stages = pnr.child_modules(verilog, "board_top.core")
+    assert sorted(stages) == ["board_top.core.encoder", "board_top.core.head", "board_top.core.layer0",
+                              "board_top.core.layer1"]
+    r = pnr.place_and_route(tmp_path / "staged", [verilog], "board_top", ecp5, stages=stages, log=quiet)
+    assert r["synthesis"]["method"] == "per-stage" and set(r["synthesis"]["seconds"]) == {*stages, "glue", "link"}
+    assert (tmp_path / "staged" / r["bitstream"]).stat().st_size > 0
+    counts = json_counts(tmp_path / "staged" / "board_top.json", "board_top", "ecp5")
+    assert {k: r[k] for k in counts} == counts
+    # flattened: no stage module left in the placed netlist
+    assert not any(t.startswith("board_top.") for t in r["cells"])
+    flat = pnr.synth_counts(tmp_path / "flat", [verilog], "board_top", ecp5, log=quiet)
+    assert r["ffs"] == flat["ffs"]
+    assert abs(r["luts"] - flat["luts"]) <= 0.1 * flat["luts"]
+    assert r["fmax_mhz"] > 25
+
+
+def test_child_modules_missing_stage(tmp_path, ecp5):
+    v = hand_top(tmp_path)
+    assert pnr.child_modules(v, "board_top") == []
+    with pytest.raises(pnr.PnrError, match="no Verilog module 'board_top.core.layer0'"):
+        pnr.place_and_route(tmp_path / "pnr", [v], "board_top", ecp5, stages=["board_top.core.layer0"], log=quiet)
