@@ -44,6 +44,7 @@ from .fold import fold_check
 from .fsutil import atomic_dir, write_json
 from .ir import IRError, MAX_LUT_INPUTS, Network, XnorHead, XnorLayer
 from .lutnn import LutBlock, LutConfig, LutMLP, lut_to_ir
+from .train import ConfigError, cosine, torch_accuracy, torch_device, valid_device
 
 RULES = ("weight", "corr", "random")
 MODEL = "model.npz"
@@ -96,8 +97,7 @@ class DistillConfig:
             raise DistillError(f"lr must be a positive number, not {self.lr!r}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
-                                                    or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+        if not valid_device(self.device):
             raise DistillError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
 
 
@@ -329,16 +329,6 @@ def _lut_bits(bits: np.ndarray, wiring: np.ndarray, tables: np.ndarray) -> np.nd
 
 
 # -- the run -----------------------------------------------------------------------------------------
-@torch.no_grad()
-def _accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
-    model.eval()
-    device = model.thresholds.device
-    correct = 0
-    for s in range(0, len(x), batch):
-        correct += int((model.trace(x[s:s + batch].to(device))[2].cpu() == y[s:s + batch]).sum())
-    return correct / len(x)
-
-
 def distill(teacher_path, out_dir, config: DistillConfig | None = None, *, progress: bool = True,
             log=print) -> dict:
     """Distil ``teacher_path`` into a LUT-Net in ``out_dir`` (``model.npz``, ``summary.json``)."""
@@ -364,7 +354,7 @@ def distill(teacher_path, out_dir, config: DistillConfig | None = None, *, progr
     steps = []
 
     def record(step, model, t0):
-        acc = _accuracy(model, xv, yv)
+        acc = torch_accuracy(model, xv, yv)
         steps.append({"step": step, "teacher_accuracy": teacher_acc, "student_accuracy": acc,
                       "seconds": round(time.perf_counter() - t0, 2)})
         log(f"{step}: teacher {100 * teacher_acc:.2f} %, student {100 * acc:.2f} % "
@@ -381,7 +371,6 @@ def distill(teacher_path, out_dir, config: DistillConfig | None = None, *, progr
         record("init", init, t0)
         t0 = time.perf_counter()
         record("layer-fit", model, t0)
-        from .train import ConfigError, torch_device
         try:
             device = torch_device(cfg.device)
         except ConfigError as e:
@@ -435,8 +424,7 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
         raise DistillError(f"batch_size {cfg.batch_size} exceeds the {len(xt)} training samples")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)   # fused: ~20 % faster steps on CPU
     total = cfg.finetune_epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(total, 0.01))
     gen = torch.Generator().manual_seed(cfg.seed)
     device = model.thresholds.device
     history = []

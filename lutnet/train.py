@@ -102,8 +102,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 raise ConfigError(f"{name} must be None or an integer >= 1, not {value!r}")
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
-                                                    or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+        if not valid_device(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.lr is None:
             self.lr = 1e-1 if self.arch == "lut" else 1e-2
@@ -148,6 +147,12 @@ class TrainConfig:
                          init_scale=self.init_scale)
 
 
+def valid_device(name) -> bool:
+    """A device name lutnet takes: auto, cpu, cuda or cuda:N."""
+    return isinstance(name, str) and (name in ("auto", "cpu", "cuda")
+                                      or (name.startswith("cuda:") and name[5:].isdigit()))
+
+
 def torch_device(name: str) -> torch.device:
     """``auto``: the first CUDA device when torch sees one, else the CPU; a CUDA device that is not
     there is a :class:`ConfigError`. Exports always run on the CPU (numpy reads the tables)."""
@@ -187,7 +192,7 @@ def _write_json(path: Path, obj) -> None:
     _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
 
 
-def _cosine(total_steps: int, final: float):
+def cosine(total_steps: int, final: float):
     def factor(step: int) -> float:
         t = min(step, total_steps) / max(1, total_steps)
         return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
@@ -203,12 +208,12 @@ def _build(cfg: TrainConfig, thresholds, n_classes: int, steps_per_epoch: int):
         {"params": weights, "lr": cfg.lr * cfg.weight_lr_scale},
         {"params": others, "lr": cfg.lr},
     ])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(cfg.epochs * steps_per_epoch, cfg.lr_final))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(cfg.epochs * steps_per_epoch, cfg.lr_final))
     return model, optimizer, scheduler
 
 
 @torch.no_grad()
-def _torch_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+def torch_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     model.eval()
     device = model.thresholds.device
     correct = 0
@@ -331,7 +336,7 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
                     bar.update(1)
                     if step % 10 == 0 or step == steps - 1:
                         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-                test_acc = _torch_accuracy(model, xv, yv)
+                test_acc = torch_accuracy(model, xv, yv)
                 dt = time.perf_counter() - t0
                 seconds += dt
                 history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
@@ -369,7 +374,7 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
 def _export(model, cfg, ds, encoder, x_test, y_test, xv, yv, out_dir: Path, history, seconds, device="cpu") -> dict:
     t0 = time.perf_counter()
     model.eval()
-    torch_acc = _torch_accuracy(model, xv, yv)
+    torch_acc = torch_accuracy(model, xv, yv)
     net = lut_to_ir(model, encoder) if isinstance(model, LutMLP) else to_ir(model, encoder)
     check = fold_check(model, net, x_test)
     if not check.ok:
