@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Board builds of small digits LUT-Nets (the README's Boards table, digits rows):
+# an iCEBreaker bitstream with the board top checked over the simulated UART, and the most
+# pipelined core on the ECP5 (out of context) for the Fmax / fabric-ceiling ratio.
+#   bench/boards.sh [OUT_DIR]     (default runs/boards)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/boards}
+BIN=.venv/bin
+T="/usr/bin/time -f %es_wall"
+PIPE="--adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons"
+$BIN/lutnet train -o "$OUT/dlut6" --arch lut --k 6 --hidden 64,40 --epochs 10
+$BIN/lutnet train -o "$OUT/dlut4" --arch lut --k 4 --hidden 64,40 --epochs 10
+$T $BIN/lutnet build "$OUT/dlut6" -o "$OUT/dlut6/icebreaker" --board icebreaker --verify 20
+for k in 6 4; do
+    $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-default" --board ulx3s-85f --core-only
+    $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-pipelined" --board ulx3s-85f --core-only $PIPE
+done
+$BIN/lutnet report "$OUT"
