@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import datasets, golden
@@ -44,7 +43,7 @@ from .fold import fold_check
 from .fsutil import atomic_dir, write_json
 from .ir import IRError, MAX_LUT_INPUTS, Network, XnorHead, XnorLayer
 from .lutnn import LutBlock, LutConfig, LutMLP, lut_to_ir
-from .train import ConfigError, cosine, torch_accuracy, torch_device, valid_device
+from .train import ConfigError, cosine, torch_accuracy, torch_device, train_step, valid_device
 
 RULES = ("weight", "corr", "random")
 MODEL = "model.npz"
@@ -290,7 +289,8 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
     for w, t in zip(wirings, fitted_tables):
         blocks.append(LutBlock(n_in, len(w), k, lut_cfg, gen, wiring=torch.from_numpy(w), table=torch.from_numpy(t),
                                batchnorm=False, learn_wiring=cfg.learn_wiring,
-                               extended_gradient=cfg.extended_gradient, wiring_margin=cfg.wiring_margin))
+                               extended_gradient=cfg.extended_gradient, wiring_margin=cfg.wiring_margin,
+                               clip_table=cfg.clip_tables))
         n_in = len(w)
     fitted = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks, prefix=net.layers[:keep])
     return init, fitted
@@ -436,24 +436,15 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
             model.train()
             order = torch.randperm(len(xt), generator=gen)
             loss_sum = correct = seen = 0
-            for step in range(steps_per_epoch):
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                xb, yb = xt[idx].to(device), yt[idx].to(device)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if cfg.clip_tables:
-                    with torch.no_grad():
-                        for block in model.blocks:
-                            block.table.clamp_(-1, 1)
+            for i in range(steps_per_epoch):
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                loss, right = train_step(model, optimizer, xt[idx].to(device), yt[idx].to(device))
                 scheduler.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
+                loss_sum += loss * len(idx)
+                correct += right
                 seen += len(idx)
                 bar.update(1)
-                if step % 20 == 0:
+                if i % 20 == 0:
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
             record(f"fine-tune {epoch + 1}", model, t0)
             history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,

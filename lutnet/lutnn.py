@@ -144,16 +144,19 @@ class LutBlock(nn.Module):
     gradients keep pointing elsewhere. ``table`` gives the initial tables (default uniform in
     [-1, 1]). ``batchnorm=False`` drops the BatchNorm: the neuron is ``T[address] >= 0``.
     ``extended_gradient`` trains with DWN's extended finite difference (:func:`lut_lookup`).
+    ``clip_table`` keeps the table in [-1, 1] after every step (:meth:`LutMLP.clip_weights_`), where
+    sign's straight-through estimator passes gradients (an entry beyond it would freeze).
     """
 
     def __init__(self, n_in: int, n_out: int, k: int, config: LutConfig, generator: torch.Generator, *,
                  wiring=None, table=None, batchnorm: bool = True, learn_wiring: bool = False,
-                 wiring_margin: float = 1.0, extended_gradient: bool = False):
+                 wiring_margin: float = 1.0, extended_gradient: bool = False, clip_table: bool = False):
         super().__init__()
         if k > n_in and wiring is None:
             raise ValueError(f"a {k}-input LUT cannot be wired to a layer of only {n_in} bits")
         self.n_in, self.n_out, self.k = n_in, n_out, k
         self.extended_gradient = extended_gradient
+        self.clip_table = clip_table
         if wiring is None:
             wiring = torch.rand(n_out, n_in, generator=generator).argsort(dim=1)[:, :k]  # K distinct inputs
         wiring = torch.as_tensor(wiring, dtype=torch.int64)
@@ -306,8 +309,12 @@ class LutMLP(EncodedNet):
     def binary_layers(self):
         return []
 
+    @torch.no_grad()
     def clip_weights_(self) -> None:
-        pass
+        """After each optimizer step: clamp the tables of blocks built with ``clip_table``."""
+        for block in self.blocks:
+            if block.clip_table:
+                block.table.clamp_(-1, 1)
 
 
 def lut_to_ir(model: LutMLP, encoder: Encoder, meta: dict | None = None) -> Network:

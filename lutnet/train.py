@@ -212,6 +212,18 @@ def _build(cfg: TrainConfig, thresholds, n_classes: int, steps_per_epoch: int):
     return model, optimizer, scheduler
 
 
+def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int]:
+    """One optimizer step on cross entropy, then the model's own clipping; returns the batch's
+    mean loss and its number of correct predictions."""
+    logits = model(xb)
+    loss = F.cross_entropy(logits, yb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    model.clip_weights_()
+    return float(loss.detach()), int((logits.detach().argmax(1) == yb).sum())
+
+
 @torch.no_grad()
 def torch_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     model.eval()
@@ -320,21 +332,15 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
                 model.train()
                 order = torch.randperm(len(xt), generator=generator)
                 loss_sum, correct, seen = 0.0, 0, 0
-                for step in range(steps):
-                    idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                    xb, yb = xt[idx].to(device), yt[idx].to(device)
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, yb)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    model.clip_weights_()
+                for i in range(steps):
+                    idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                    loss, right = train_step(model, optimizer, xt[idx].to(device), yt[idx].to(device))
                     scheduler.step()
-                    loss_sum += float(loss.detach()) * len(yb)
-                    correct += int((logits.argmax(1) == yb).sum())
-                    seen += len(yb)
+                    loss_sum += loss * len(idx)
+                    correct += right
+                    seen += len(idx)
                     bar.update(1)
-                    if step % 10 == 0 or step == steps - 1:
+                    if i % 10 == 0 or i == steps - 1:
                         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
                 test_acc = torch_accuracy(model, xv, yv)
                 dt = time.perf_counter() - t0
