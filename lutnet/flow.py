@@ -14,6 +14,7 @@ import numpy as np
 from . import datasets, golden, synth, targets, vivado
 from .fsutil import atomic_dir, write_json
 from .ir import IRError, Network
+from .pnr import STAGED_MIN_LUTS
 
 MODEL_FILE = "model.npz"
 
@@ -59,7 +60,8 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
     ``board`` names a target (:func:`lutnet.targets.load`). On a board with pins (unless
     ``core_only``) the build also writes ``board_top.v`` (the core behind a UART) and ``board.json``;
     then, for a Lattice board, places and routes it with nextpnr (``pnr/``: bitstream, Fmax, the
-    fabric's ceiling Fmax), for a Xilinx board writes a Vivado project script (``vivado/``).
+    fabric's ceiling Fmax; the figures are those of the placed netlist, whose per-stage Yosys runs
+    are the build's only synthesis), for a Xilinx board writes a Vivado project script (``vivado/``).
     Before any place and route the design must fit the part: an estimate from the IR (before
     Yosys) and the Yosys count (before nextpnr) are checked against the board file's capacity
     (:class:`lutnet.targets.FitError`). Part-only targets only report the fit. ``verify`` > 0
@@ -108,7 +110,11 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                                   options=pipeline)
             summary["board_top"] = {"verilog": info["verilog"], "description": "board.json"}
             log(f"board top for {target.description}: UART {target.uart['baud']} baud, {target.n_leds} LEDs")
-        if run_synth:
+        # a large design on a Lattice part is mapped stage by stage for nextpnr (one flat WebAssembly
+        # Yosys cannot hold it), and those runs give the build's figures; a small one is mapped flat
+        # for nextpnr (fewer LUTs: constants cross stage boundaries) and per stage for the figures
+        staged = lattice and estimate >= STAGED_MIN_LUTS
+        if run_synth and not staged:
             from .hdl.top import LutnetTop
 
             log(f"synthesizing for {target.name} ({target.description}) with Yosys, stage by stage")
@@ -126,7 +132,6 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                 log(f"{report['luts']} LUT{report['lut_size']}, {report['ffs']} FFs: sum of "
                     f"{how['processes']} per-stage Yosys runs")
             log("logic levels per stage: " + ", ".join(f"{k} {v}" for k, v in report["logic_levels"].items()))
-            # the UART around the core is not synthesized yet (nextpnr's Yosys run does that)
             fit = _fit(target, report["luts"] + overhead, "yosys-core" + ("+uart-estimate" if overhead else ""))
             if with_board and not lattice:
                 try:
@@ -146,11 +151,20 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                 summary["vivado"] = vivado.write_project(tmp, target, [info["verilog"]], n_leds=target.n_leds)
                 log(f"Vivado project script: {summary['vivado']['tcl']} (run: vivado -mode batch -source "
                     f"{summary['vivado']['tcl']})")
-            if lattice:
-                summary["pnr"] = _lattice_pnr(tmp, target, with_board, fit, log)
-                if with_board:
-                    summary["board_top"].update({k: summary["pnr"][k] for k in ("luts", "ffs", "carry")})
-        elif with_board and not lattice:
+        if run_synth and lattice and (fit["fits"] or staged):
+            summary["pnr"], fit = _lattice_pnr(tmp, target, with_board, staged, synth_jobs, log)
+            if staged:
+                how = summary["pnr"]["synthesis"]
+                summary.update({k: summary["pnr"][k] for k in ("luts", "ffs", "carry")}, lut_size=target.lut_size,
+                               layers={k: v for k, v in how["stage_counts"].items() if k != "glue"},
+                               logic_levels=how["logic_levels"], synthesis=how)
+            if with_board:
+                summary["board_top"].update({k: summary["pnr"][k] for k in ("luts", "ffs", "carry")})
+        elif run_synth and lattice:
+            log(f"place and route skipped: the core needs {fit['estimated_luts']} LUT4, {target.part} has "
+                f"{fit['available_luts']}")
+            summary["pnr"] = None
+        elif with_board and not lattice and not run_synth:
             summary["vivado"] = vivado.write_project(tmp, target, [info["verilog"]], n_leds=target.n_leds)
         summary["fit"] = fit
         if not fit["fits"]:
@@ -171,25 +185,38 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
     return summary
 
 
-def _lattice_pnr(tmp: Path, target, with_board: bool, fit: dict, log) -> dict | None:
-    """Place and route on a Lattice part (``tmp/pnr``): the board top with its pins, or the core
-    alone; plus the fabric's ceiling Fmax on the same part and the ratio to it."""
+def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int | None,
+                 log) -> tuple[dict, dict]:
+    """Synthesize (flat, or stage by stage if ``staged``: then with per-stage counts of the placed
+    netlist and logic levels, see :func:`lutnet.pnr.place_and_route`), then place and route on a
+    Lattice part (``tmp/pnr``): the board top with its pins, or the core alone; plus the fabric's
+    ceiling Fmax on the same part and the ratio to it. Returns the result and the fit check on
+    the Yosys count, made before nextpnr: a board top that does not fit is a FitError, a core is
+    only not placed."""
     from . import pnr
 
-    if not fit["fits"]:
-        log(f"place and route skipped: the core needs {fit['estimated_luts']} LUT4, {target.part} has "
-            f"{fit['available_luts']}")
-        return None
     work = tmp / "pnr"
     top, verilog = ("board_top", "board_top.v") if with_board else ("lutnet_top", "lutnet_top.v")
-    # a large design does not fit one WebAssembly Yosys flat: its pipeline stages are mapped apart
-    stages = None
-    if fit["estimated_luts"] >= pnr.STAGED_MIN_LUTS:
-        stages = pnr.child_modules(tmp / verilog, "board_top.core" if with_board else top)
+    stages = pnr.child_modules(tmp / verilog, "board_top.core" if with_board else top) if staged else None
+    fit = {}
+
+    def check(counts):
+        fit.update(_fit(target, counts["luts"], "yosys-board-top" if with_board else "yosys-core"))
+        if fit["fits"]:
+            return None
+        if with_board:
+            raise targets.FitError.make(target, counts["luts"], "counted by Yosys")
+        return f"the core needs {counts['luts']} LUT4, {target.part} has {fit['available_luts']}"
+
     log(f"place and route of {top} on {target.part} ({target.device}/{target.package}) with nextpnr"
         + (f" (Yosys stage by stage: {len(stages)} stages + glue)" if stages else ""))
     result = pnr.place_and_route(work, [tmp / verilog], top, target, board_pins=with_board, stages=stages,
-                                 log=log)
+                                 workers=workers, check=check, log=log)
+    if stages:
+        how = result["synthesis"]
+        log(f"{result['luts']} LUT{target.lut_size}, {result['ffs']} FFs in the placed netlist; per stage: "
+            + ", ".join(f"{k} {v['luts']}" for k, v in how["stage_counts"].items()))
+        log("logic levels per stage: " + ", ".join(f"{k} {v}" for k, v in how["logic_levels"].items()))
     if result.get("bitstream"):
         result["bitstream"] = f"pnr/{result['bitstream']}"
     if result.get("fmax_mhz") is not None:
@@ -201,7 +228,7 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, fit: dict, log) -> dict | 
             f"{ceiling} MHz; bitstream {result.get('bitstream')}")
     else:
         result["ceiling_mhz"], result["fmax_ratio"] = None, None
-    return result
+    return result, fit
 
 
 def simulate(build_dir, *, simulator: str = "verilator", limit: int | None = None, data_dir=None,

@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .synth import DEFAULT_WORKERS, SynthError, _env_int, run_yosys
+from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels_script, parse_levels, run_yosys
 
 __all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
            "child_modules",
@@ -261,7 +261,8 @@ def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, 
     jobs = []  # (job name, Yosys script, module it maps)
     for k, stage in sorted(enumerate(stages), key=lambda ks: -sizes[ks[1]]):
         jobs.append((f"stage{k}", f"{reads}\nhierarchy -top \\{stage}\n"
-                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json')}", stage))
+                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json')}\n"
+                     f"{logic_levels_script(chr(92) + stage, f'stage{k}_ltp.txt')}", stage))
     # the glue without -dff: ABC9 spent 55 of its 64 s on the MNIST frame buffer's 6,370 flops
     # (16 s without; 128 instead of 131 LUT4 for the UART)
     jobs.insert(1, ("glue", f"{reads}\nblackbox {' '.join(stages)}\nsynth_{family} -top {top}\n"
@@ -309,11 +310,35 @@ def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, 
     seconds = time.perf_counter() - start
     log(f"  yosys (link {len(stages)} stages + glue, flatten): {per_job['link']:.1f} s; synthesis "
         f"{seconds:.1f} s wall")
-    counts, cells, ports = _count(json.loads((work_dir / f"{top}.json").read_text()), top, family)
+    netlist = json.loads((work_dir / f"{top}.json").read_text())
+    counts, cells, ports = _count(netlist, top, family)
     by_module = {("glue" if name == "glue" else module): per_job[name] for name, _, module in jobs}
+    levels = {module: parse_levels((work_dir / f"{name}_ltp.txt").read_text(), module)
+              for name, _, module in jobs if name != "glue"}
     info = {"method": "per-stage", "stages": stages, "workers": int(workers),
-            "seconds": {**by_module, "link": per_job["link"]}}
+            "seconds": {**by_module, "link": per_job["link"]},
+            "stage_counts": stage_counts(netlist["modules"][top], top, stages),
+            "logic_levels": {module.rsplit(".", 1)[-1]: levels[module] for module in stages}}
     return counts, cells, ports, seconds, info
+
+
+def stage_counts(module: dict, top: str, stages) -> dict:
+    """Per-stage cell counts (``luts``, ``ffs``, ``carry``, ``other``) of a flattened netlist module
+    (Yosys JSON), keyed by the stage's last name (``layer0``), plus ``glue`` (every other cell).
+
+    Flattening names a cell after its instance path (``core.layer0.$abc$12``), and the path of
+    module ``board_top.core.layer0`` under ``board_top`` is ``core.layer0``. These counts are
+    those of the netlist that is placed: cells that the next stage does not read are gone."""
+    prefixes = {stage[len(top) + 1:] + "." if stage.startswith(top + ".") else stage + ".":
+                stage.rsplit(".", 1)[-1] for stage in stages}
+    by_type = {name: {} for name in [*prefixes.values(), "glue"]}
+    for cell_name, cell in module.get("cells", {}).items():
+        if cell["type"] == "$scopeinfo":
+            continue
+        path = cell_name.lstrip("\\")
+        name = next((n for p, n in prefixes.items() if path.startswith(p)), "glue")
+        by_type[name][cell["type"]] = by_type[name].get(cell["type"], 0) + 1
+    return {name: classify(types) for name, types in by_type.items()}
 
 
 def synth_counts(work_dir, verilog_files, top: str, target, log=print) -> dict:
@@ -397,7 +422,7 @@ def _timing(report: dict) -> tuple[float | None, dict, dict | None]:
 
 def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bool = True,
                     freq_mhz: float | None = None, bitstream: bool = True, stages=None,
-                    workers: int | None = None, log=print) -> dict:
+                    workers: int | None = None, check=None, log=print) -> dict:
     """Synthesize ``top`` with Yosys, place and route it with nextpnr on ``target``'s part and, for
     a board top, pack the bitstream; all in ``work_dir``.
 
@@ -411,8 +436,13 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     ``stages`` (Verilog module names below ``top``, e.g. ``board_top.core.layer0``): synthesize
     each in its own Yosys process, at most ``workers`` at once, and link them (see
     :func:`_synth_staged`; for designs too large for one WebAssembly Yosys, see
-    :data:`STAGED_MIN_LUTS`); ``synthesis`` then says how. Either way the counts are those of the
-    flat netlist nextpnr places.
+    :data:`STAGED_MIN_LUTS`); ``synthesis`` then says how, with each stage's counts in the placed
+    netlist (``stage_counts``, see :func:`stage_counts`) and its ``logic_levels``. Either way
+    the counts are those of the flat netlist nextpnr places.
+
+    ``check``, if given, is called with the result so far (the Yosys counts) between synthesis
+    and nextpnr: it may raise (e.g. the design does not fit the part), or return a reason to stop
+    there (recorded as ``note``), or None to go on.
 
     Returns ``tool``, ``luts`` (LUT4), ``ffs``, ``carry``, ``brams`` (Yosys counts), ``ios``,
     ``fmax_mhz`` (worst clock), ``fmax_by_clock``, ``target_mhz``, ``timing_met``,
@@ -443,6 +473,12 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     result = {"tool": f"yosys+{nextpnr}", **counts, "ios": 0, "fmax_mhz": None, "fmax_by_clock": {},
               "target_mhz": round(freq_mhz, 3), "timing_met": None, "critical_path": None,
               "bitstream": None, "utilisation": {}, "cells": cells, "seed": SEED, "synthesis": how}
+
+    stop = check(result) if check is not None else None
+    if stop:
+        result.update(note=stop, seconds={**seconds, "total": round(time.perf_counter() - t0, 1)})
+        log(f"  {nextpnr}: skipped ({stop})")
+        return result
 
     args = ["--json", f"{top}.json", "--top", top, "--freq", f"{freq_mhz:g}", "--seed", str(SEED),
             "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]

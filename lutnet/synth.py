@@ -126,11 +126,11 @@ _NOT_LEVELS = "t:FD* t:SB_DFF* t:TRELLIS_FF t:$_*DFF* t:$_DLATCH* t:BUFG* t:SB_G
 _LTP = re.compile(r"Longest topological path in \\?(\S+) \(length=(-?\d+)\)")
 
 
-def logic_levels_script(top: str) -> str:
-    """Yosys commands, run after mapping, that write ``ltp.txt``: the longest register-to-register
+def logic_levels_script(top: str, out: str = "ltp.txt") -> str:
+    """Yosys commands, run after mapping, that write ``out``: the longest register-to-register
     (or port) path of ``top`` counted in mapped cells (LUTs, carry, wide muxes)."""
     return "\n".join(["design -save mapped", "flatten", f"delete {_NOT_LEVELS}",
-                      "tee -q -o ltp.txt ltp -noff", "design -load mapped"])
+                      f"tee -q -o {out} ltp -noff", "design -load mapped"])
 
 
 def parse_levels(text: str, top: str) -> int:
@@ -177,11 +177,14 @@ def synthesize(verilog: Path, top: str, target: Target, submodules: dict[str, st
 # ---- per-stage synthesis ------------------------------------------------------------------
 
 def layer_cost(layer) -> int:
-    """Weight bits of a layer IR (rows * inputs for XNOR; rows * table size for a LUT layer)."""
+    """Connections of a layer IR: rows * inputs, for XNOR (weight bits) and LUT layers alike.
+
+    A weight bit costs Yosys about one LUT6 of popcount logic and a K-input neuron one LUT6, so
+    a LUT layer is counted K times over: MNIST's 1,500 K = 6 neurons (9,000) are one process."""
     if hasattr(layer, "weights"):
         return int(np.asarray(layer.weights).size)
-    if hasattr(layer, "tables"):
-        return int(np.asarray(layer.tables).size + np.asarray(layer.inputs).size)
+    if hasattr(layer, "inputs"):
+        return int(np.asarray(layer.inputs).size)
     return 0
 
 

@@ -184,10 +184,31 @@ def test_build_icebreaker_end_to_end(tmp_path):
     assert "Fmax" in proc.stdout and "verify (icarus): 4 frames" in proc.stdout
 
 
-def test_fit_check_on_the_yosys_count_before_place_and_route(tmp_path, monkeypatch):
+def test_build_ulx3s_stage_by_stage(tmp_path, monkeypatch):
+    """The flow for large nets, forced on a tiny one: Yosys maps each stage for nextpnr, and the
+    build's figures come from those runs (no second synthesis): per-stage counts of the placed
+    netlist that add up to its total with the glue (UART, valid bits), and logic levels."""
+    monkeypatch.setattr(flow, "STAGED_MIN_LUTS", 0)
+    _tiny_digits_net(np.random.default_rng(3)).save(tmp_path / "m.npz")
+    s = flow.build(tmp_path / "m.npz", tmp_path / "ulx", board="ulx3s-85f", log=lambda *_: None)
+    how, pnr = s["synthesis"], s["pnr"]
+    assert how["method"] == "per-stage" and set(s["layers"]) == {"encoder", "layer0", "head"}
+    for k in ("luts", "ffs", "carry"):
+        assert s[k] == pnr[k] == s["board_top"][k] == sum(c[k] for c in how["stage_counts"].values())
+    assert s["layers"]["layer0"]["luts"] >= 1 and how["stage_counts"]["glue"]["luts"] > 20
+    assert s["logic_levels"]["layer0"] == 1 and s["fit"] == {"estimated_luts": s["luts"], "available_luts": 83640,
+                                                             "fits": True, "source": "yosys-board-top"}
+    assert (tmp_path / "ulx" / pnr["bitstream"]).stat().st_size > 0 and 0 < pnr["fmax_ratio"] < 1
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_fit_check_on_the_yosys_count_before_place_and_route(tmp_path, monkeypatch, staged):
     """A net the IR estimate lets through is checked again on Yosys's count (core + the board
     top's UART) before nextpnr runs: a user board file with a 130-LUT4 part (the IR estimate is
-    patched to 0: the UART alone is estimated at 120) stops it there."""
+    patched to 0: the UART alone is estimated at 120) stops it there; in the flow for large nets
+    too, whose Yosys runs are those of place and route."""
+    if staged:
+        monkeypatch.setattr(flow, "STAGED_MIN_LUTS", 0)
     (tmp_path / "boards").mkdir()
     (tmp_path / "boards" / "small-ice.toml").write_text(
         ICEBREAKER.replace('name = "icebreaker"', 'name = "small-ice"').replace("luts = 5280", "luts = 130"))

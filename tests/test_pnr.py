@@ -230,6 +230,16 @@ def test_ecp5_board_top_stage_by_stage(tmp_path, ecp5):
     assert {k: r[k] for k in counts} == counts
     # flattened: no stage module left in the placed netlist
     assert not any(t.startswith("board_top.") for t in r["cells"])
+    # the placed netlist split by instance path: the stages and the glue add up to the whole
+    per_stage = r["synthesis"]["stage_counts"]
+    assert set(per_stage) == {"encoder", "layer0", "layer1", "head", "glue"}
+    for k in ("luts", "ffs", "carry"):
+        assert sum(c[k] for c in per_stage.values()) == r[k], k
+    # each layer registers its outputs (at most its width: unread neurons are gone); the UART is glue
+    assert 0 < per_stage["layer0"]["ffs"] <= 16 and 0 < per_stage["layer1"]["ffs"] <= 12
+    assert per_stage["layer0"]["luts"] > 0 and per_stage["glue"]["luts"] > 20
+    levels = r["synthesis"]["logic_levels"]
+    assert set(levels) == {"encoder", "layer0", "layer1", "head"} and levels["layer0"] >= 1
     flat = pnr.synth_counts(tmp_path / "flat", [verilog], "board_top", ecp5, log=quiet)
     assert r["ffs"] == flat["ffs"]
     assert abs(r["luts"] - flat["luts"]) <= 0.1 * flat["luts"]

@@ -95,7 +95,7 @@ def test_slice_layer_ir():
     s = synth.slice_layer(lut, 0, 5)
     assert isinstance(s, LutLayer) and s.n_in == 9 and s.n_out == 5 and s.k == 3
     assert (s.inputs == lut.inputs[:5]).all() and (s.tables == lut.tables[:5]).all()
-    assert synth.layer_cost(x) == 60 and synth.layer_cost(lut) == 12 * 8 + 12 * 3
+    assert synth.layer_cost(x) == 60 and synth.layer_cost(lut) == 12 * 3
 
 
 def test_yosys_error_is_named(tmp_path):
