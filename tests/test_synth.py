@@ -127,10 +127,29 @@ def test_logic_levels_count_luts_between_registers(tmp_path):
         "endmodule\n")
     counts = synth.count_cells(tmp_path / "t.v", "t", targets.load("xc7"))
     assert counts["levels"] == 2 and counts["ffs"] == 24 and counts["luts"] > 8
-    text = "Longest topological path in \\other (length=9):\nLongest topological path in t (length=3):\n"
-    assert synth.parse_levels(text, "t") == 3 and synth.parse_levels("Longest topological path in \\m (length=-1):", "m") == 0
-    with pytest.raises(synth.SynthError, match="no path for module 'x'"):
-        synth.parse_levels(text, "x")
+
+
+def test_logic_levels_of_a_netlist():
+    """a -> L1 -> L2 -> FF -> L3 -> y, plus L4 fed by a constant and L2: the longest path between
+    registers and ports is 3 cells (a -> L1 -> L2 -> L4 -> y); the flip-flop and the clock buffer
+    are no level."""
+    def cell(t, ins, outs):
+        return {"type": t, "port_directions": {**{p: "input" for p in ins}, **{p: "output" for p in outs}},
+                "connections": {**ins, **outs}}
+    netlist = {"modules": {"m": {"cells": {
+        "l1": cell("LUT4", {"A": [2], "B": [3]}, {"Z": [10]}),
+        "l2": cell("LUT4", {"A": [10]}, {"Z": [11]}),
+        "ff": cell("TRELLIS_FF", {"DI": [11], "CLK": [20]}, {"Q": [12]}),
+        "bufg": cell("BUFG", {"I": [4]}, {"O": [20]}),
+        "l3": cell("LUT4", {"A": [12]}, {"Z": [13]}),
+        "l4": cell("LUT4", {"A": ["1"], "B": [11]}, {"Z": [14]}),
+    }}}}
+    assert synth.logic_levels(netlist, "m") == 3
+    del netlist["modules"]["m"]["cells"]["l4"]
+    assert synth.logic_levels(netlist, "m") == 2
+    assert synth.logic_levels({"modules": {"e": {"cells": {}}}}, "e") == 0
+    with pytest.raises(synth.SynthError, match="no module 'x'"):
+        synth.logic_levels(netlist, "x")
 
 
 def test_staged_synthesis_reports_logic_levels(runs):
