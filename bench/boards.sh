@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Board builds of small digits LUT-Nets (the README's Boards table, digits rows):
 # an iCEBreaker bitstream with the board top checked over the simulated UART, and the most
-# pipelined core on the ECP5 (out of context) for the Fmax / fabric-ceiling ratio.
+# pipelined core on the ECP5 (out of context) for the Fmax / fabric-ceiling ratio, with the global
+# enable (ecp5-pipelined) and free-running with a credit-counted output buffer (ecp5-stall-free).
 #   bench/boards.sh [OUT_DIR]     (default runs/boards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +16,6 @@ $T $BIN/lutnet build "$OUT/dlut6" -o "$OUT/dlut6/icebreaker" --board icebreaker 
 for k in 6 4; do
     $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-default" --board ulx3s-85f --core-only
     $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-pipelined" --board ulx3s-85f --core-only $PIPE
+    $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-stall-free" --board ulx3s-85f --core-only $PIPE --stall-free
 done
 $BIN/lutnet report "$OUT"

@@ -3,7 +3,8 @@ head and group-sum head with argmax.
 
 Each component is combinational logic plus optional pipeline registers. All registers load only
 while ``en`` is 1 (the global pipeline enable of :class:`~lutnet.hdl.top.LutnetTop`), so a
-stalled pipeline holds its data. Data registers have no reset: the valid bits, kept by the top,
+stalled pipeline holds its data; with ``free_running=True`` they load on every clock and ``en``
+is ignored (plain flip-flops without a clock enable: the stall-free top never stalls them). Data registers have no reset: the valid bits, kept by the top,
 say which data are meaningful. ``latency`` is the number of register levels between ``i`` and
 ``o``; with ``en`` held at 1, ``o`` follows ``i`` by exactly ``latency`` cycles.
 """
@@ -75,10 +76,11 @@ class _Stage(wiring.Component):
     """A pipeline stage built from one IR object: ports ``en``, ``i`` (``n_in``), ``o`` (``n_out``),
     an optional output register loaded while ``en``, and ``latency`` (1 with that register)."""
 
-    def __init__(self, node, kind, what: str, register: bool):
+    def __init__(self, node, kind, what: str, register: bool, free_running: bool = False):
         _check_kind(node, kind, what)
         self.ir = node
         self.register = bool(register)
+        self.free_running = bool(free_running)
         self.latency = int(self.register)
         n_in, n_out = self._widths(node)
         super().__init__({"en": In(1), "i": In(n_in), "o": Out(n_out)})
@@ -86,6 +88,11 @@ class _Stage(wiring.Component):
     @staticmethod
     def _widths(node) -> tuple[int, int]:
         return node.n_in, node.n_out
+
+    @property
+    def _en(self):
+        """The enable the registers load on: ``en``, or a constant 1 when free-running."""
+        return Const(1, 1) if self.free_running else self.en
 
 
 class EncoderComponent(_Stage):
@@ -99,6 +106,8 @@ class EncoderComponent(_Stage):
     encoder : ir.Encoder
     register : bool
         Register the output bits.
+    free_running : bool
+        Registers load on every clock (``en`` is ignored).
 
     Attributes
     ----------
@@ -112,8 +121,8 @@ class EncoderComponent(_Stage):
         1 if ``register`` else 0 cycles.
     """
 
-    def __init__(self, encoder: ir.Encoder, *, register: bool = True):
-        super().__init__(encoder, ir.Encoder, "encoder", register)
+    def __init__(self, encoder: ir.Encoder, *, register: bool = True, free_running: bool = False):
+        super().__init__(encoder, ir.Encoder, "encoder", register, free_running)
 
     @staticmethod
     def _widths(encoder) -> tuple[int, int]:
@@ -129,7 +138,7 @@ class EncoderComponent(_Stage):
             x = self.i[f * b:(f + 1) * b]
             for t in thresholds[f]:
                 bits.append(Const(1, 1) if t == 0 else Const(0, 1) if t == full else x >= t)
-        _drive(m, self.o, Cat(*bits), self.en, self.register)
+        _drive(m, self.o, Cat(*bits), self._en, self.register)
         return m
 
 
@@ -144,6 +153,8 @@ class XnorLayerComponent(_Stage):
     layer : ir.XnorLayer
     register : bool
         Register the output bits.
+    free_running : bool
+        Registers load on every clock (``en`` is ignored).
     adder_levels_per_stage : int or None
         Register inside the adder trees every this many levels (never after the last level).
     share_subtrees : bool
@@ -162,8 +173,9 @@ class XnorLayerComponent(_Stage):
     """
 
     def __init__(self, layer: ir.XnorLayer, *, register: bool = True,
-                 adder_levels_per_stage: int | None = None, share_subtrees: bool = True):
-        super().__init__(layer, ir.XnorLayer, "layer", register)
+                 adder_levels_per_stage: int | None = None, share_subtrees: bool = True,
+                 free_running: bool = False):
+        super().__init__(layer, ir.XnorLayer, "layer", register, free_running)
         self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
                                                     "adder_levels_per_stage")
         self.share_subtrees = bool(share_subtrees)
@@ -176,7 +188,7 @@ class XnorLayerComponent(_Stage):
         thresholds = layer.thresholds.tolist()
         live = [j for j, t in enumerate(thresholds) if 0 < t <= layer.n_in]
         counts, latency = build_popcounts(
-            m, self.i, layer.weights[live], en=self.en, levels_per_stage=self.adder_levels_per_stage,
+            m, self.i, layer.weights[live], en=self._en, levels_per_stage=self.adder_levels_per_stage,
             share=self.share_subtrees, name="sum")
         assert latency == self.tree_latency
         count_of = dict(zip(live, counts))
@@ -188,7 +200,7 @@ class XnorLayerComponent(_Stage):
                 bits.append(Const(0, 1))
             else:
                 bits.append(count_of[j] >= t)
-        _drive(m, self.o, Cat(*bits), self.en, self.register)
+        _drive(m, self.o, Cat(*bits), self._en, self.register)
         return m
 
 
@@ -233,7 +245,8 @@ def lut_function(value: int, address: list):
     """The table ``value`` (bit ``a`` = the output at address ``a``) read at ``address`` (a list
     of 1-bit values, address bit ``k`` = ``address[k]``), as a tree of 2:1 multiplexers on the
     high address bits with constant tables of :data:`LUT_LEAF_BITS` address bits at the leaves;
-    equal halves share one subtree, constant ones are constants.
+    equal halves share one subtree, constant ones are constants, and a table that copies one
+    input is that input.
 
     Why not one ``Const(value).bit_select(address)``: Yosys maps a shift of a constant by
     specialising a module per distinct constant, which took 56 of the 95 s of mapping MNIST's
@@ -243,18 +256,20 @@ def lut_function(value: int, address: list):
 
     >>> from amaranth.hdl import Signal
     >>> a = [Signal(name=f"a{k}") for k in range(2)]
-    >>> lut_function(0b1000, a).shape().width, lut_function(0b1111, a).value
-    (1, 1)
+    >>> lut_function(0b1000, a).shape().width, lut_function(0b1111, a).value, lut_function(0b1010, a) is a[0]
+    (1, 1, True)
     """
     n = len(address)
     if value in (0, (1 << (1 << n)) - 1):
         return Const(value & 1, 1)
-    if n <= LUT_LEAF_BITS:
-        return Const(value, 1 << n).bit_select(Cat(*address), 1)
+    if n == 1:
+        return address[0] if value == 0b10 else ~address[0]
     half = 1 << (n - 1)
     lo, hi = value & ((1 << half) - 1), value >> half
     if lo == hi:
         return lut_function(lo, address[:-1])
+    if n <= LUT_LEAF_BITS:
+        return Const(value, 1 << n).bit_select(Cat(*address), 1)
     return Mux(address[-1], lut_function(hi, address[:-1]), lut_function(lo, address[:-1]))
 
 
@@ -271,6 +286,11 @@ class LutLayerComponent(_Stage):
     layer : ir.LutLayer
     register : bool
         Register the output bits.
+    free_running : bool
+        Registers load on every clock (``en`` is ignored).
+    split_lut6 : bool
+        Register every six-input neuron as two five-input halves and its sixth input, choosing
+        after the register (one more cycle when the layer has K = 6).
 
     Attributes
     ----------
@@ -281,25 +301,52 @@ class LutLayerComponent(_Stage):
     o : Out(n_out)
         Output bits.
     latency : int
-        1 if ``register`` else 0 cycles.
+        1 if ``register`` else 0 cycles, + 1 with ``split_lut6`` on a K = 6 layer.
     """
 
-    def __init__(self, layer: ir.LutLayer, *, register: bool = True):
-        super().__init__(layer, ir.LutLayer, "layer", register)
+    def __init__(self, layer: ir.LutLayer, *, register: bool = True, free_running: bool = False,
+                 split_lut6: bool = False):
+        super().__init__(layer, ir.LutLayer, "layer", register, free_running)
+        self.split_lut6 = bool(split_lut6) and layer.k >= 6
+        self.latency += self.split_lut6
 
     def elaborate(self, platform):
         m = Module()
+        if self.split_lut6:
+            return self._elaborate_split(m)
         layer = self.ir
         bits = []
         for inputs, table in zip(layer.inputs, layer.tables):
             variables, value = lut_support(inputs, table)
-            if not variables:
-                bits.append(Const(value, 1))
-            elif len(variables) == 1 and value == 0b10:
-                bits.append(self.i[variables[0]])
+            bits.append(lut_function(value, [self.i[v] for v in variables]))
+        _drive(m, self.o, Cat(*bits), self._en, self.register)
+        return m
+
+    def _elaborate_split(self, m: Module) -> Module:
+        """``split_lut6``: a neuron of six inputs becomes two registered five-input halves (the
+        table's halves) and its sixth input, registered too, choosing between them after the
+        register; every other neuron goes through the same register whole. On a LUT4 fabric a
+        six-input table is four LUT4s and two multiplexer levels whose output reaches its
+        flip-flop over general routing; halves end in one multiplexer inside their slice."""
+        layer, en = self.ir, self._en
+        mid, picks, selects = [], [], {}
+        for inputs, table in zip(layer.inputs, layer.tables):
+            variables, value = lut_support(inputs, table)
+            if len(variables) == 6:
+                address = [self.i[v] for v in variables[:5]]
+                lo = lut_function(value & 0xFFFF_FFFF, address)
+                hi = lut_function(value >> 32, address)
+                selects.setdefault(variables[5], len(selects))
+                picks.append((len(mid), len(mid) + 1, variables[5]))
+                mid += [lo, hi]
             else:
-                bits.append(lut_function(value, [self.i[v] for v in variables]))
-        _drive(m, self.o, Cat(*bits), self.en, self.register)
+                picks.append((len(mid), None, None))
+                mid.append(lut_function(value, [self.i[v] for v in variables]))
+        sel_bits = [self.i[v] for v in selects]
+        reg = _signal(m, Cat(*mid, *sel_bits), en, True, "halves")
+        bits = [reg[a] if b is None else Mux(reg[len(mid) + selects[v]], reg[b], reg[a])
+                for a, b, v in picks]
+        _drive(m, self.o, Cat(*bits), en, self.register)
         return m
 
 
@@ -314,8 +361,9 @@ class _ArgmaxHead(wiring.Component):
     def __init__(self, head, *, tree_inputs: int, adder_levels_per_stage: int | None = None,
                  register_scores: bool = True, argmax_levels_per_stage: int | None = None,
                  register_comparisons: bool = False, register_output: bool = True,
-                 share_subtrees: bool = True):
+                 share_subtrees: bool = True, free_running: bool = False):
         self.ir = head
+        self.free_running = bool(free_running)
         self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
                                                     "adder_levels_per_stage")
         self.argmax_levels_per_stage = _check_period(argmax_levels_per_stage,
@@ -338,13 +386,18 @@ class _ArgmaxHead(wiring.Component):
             "o": Out(self.class_bits + head.n_classes * self.score_bits),
         })
 
+    @property
+    def _en(self):
+        """The enable the registers load on: ``en``, or a constant 1 when free-running."""
+        return Const(1, 1) if self.free_running else self.en
+
     def _counts(self, m: Module) -> list:
         """The class scores, each ``score_bits`` wide, after ``tree_latency`` registers."""
         raise NotImplementedError
 
     def elaborate(self, platform):
         m = Module()
-        head, en = self.ir, self.en
+        head, en = self.ir, self._en
         counts = self._counts(m)
         assert all(len(c) == self.score_bits for c in counts)
         scores = _signal(m, Cat(*counts), en, self.register_scores, "scores")
@@ -413,6 +466,8 @@ class XnorHeadComponent(_ArgmaxHead):
         Register ``o``.
     share_subtrees : bool
         Build identical adder subtrees once for all classes.
+    free_running : bool
+        Registers load on every clock (``en`` is ignored).
 
     Attributes
     ----------
@@ -435,7 +490,7 @@ class XnorHeadComponent(_ArgmaxHead):
 
     def _counts(self, m):
         counts, latency = build_popcounts(
-            m, self.i, self.ir.weights, en=self.en, levels_per_stage=self.adder_levels_per_stage,
+            m, self.i, self.ir.weights, en=self._en, levels_per_stage=self.adder_levels_per_stage,
             share=self.share_subtrees, name="sum")
         assert latency == self.tree_latency
         return counts
@@ -476,7 +531,7 @@ class GroupSumHeadComponent(_ArgmaxHead):
         counts = []
         for c in range(self.ir.n_classes):
             (count,), latency = build_popcounts(
-                m, self.i[c * g:(c + 1) * g], ones, en=self.en,
+                m, self.i[c * g:(c + 1) * g], ones, en=self._en,
                 levels_per_stage=self.adder_levels_per_stage, share=self.share_subtrees,
                 name=f"sum{c}")
             assert latency == self.tree_latency

@@ -1,7 +1,8 @@
 """Pipelining options of the generated hardware.
 
 Every register named here is a pipeline register: all of them advance together on the global
-enable of :class:`~lutnet.hdl.top.LutnetTop`, and each adds one cycle of latency.
+enable of :class:`~lutnet.hdl.top.LutnetTop` (or on every clock with ``stall_free``), and each
+adds one cycle of latency.
 
 >>> PipelineOptions(adder_levels_per_stage=2).adder_levels_per_stage
 2
@@ -19,7 +20,7 @@ import numpy as np
 __all__ = ["PipelineOptions"]
 
 _BOOLS = ("register_encoder", "register_scores", "register_comparisons", "register_output",
-          "share_subtrees")
+          "share_subtrees", "stall_free", "split_lut6")
 _PERIODS = ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage")
 
 
@@ -35,6 +36,15 @@ class PipelineOptions:
     candidates' scores and then the selection (one more cycle per level): a level is otherwise a
     comparator feeding multiplexers, two or three LUT levels, the longest path of a pipelined
     LUT-Net.
+
+    ``stall_free`` makes the pipeline free-running: its registers have no enable (no global
+    enable net fanning out to every flip-flop) and load on every clock; backpressure is taken by
+    an output buffer as deep as the pipeline's latency, and the input's ready is a credit count
+    held in registers (:class:`~lutnet.hdl.top.CreditBuffer`, two or three more cycles).
+
+    ``split_lut6`` registers every six-input LUT neuron as its two five-input halves and its
+    sixth input, which then picks one (one more cycle per K = 6 layer): on a LUT4 fabric a
+    six-input table is two multiplexer levels behind four LUT4s.
     """
 
     register_encoder: bool = True                # register the encoder's output bits
@@ -45,6 +55,8 @@ class PipelineOptions:
     register_comparisons: bool = False           # register each argmax comparison before its muxes
     register_output: bool = True                 # register the output payload (class + scores)
     share_subtrees: bool = True                  # build identical popcount subtrees once per layer
+    stall_free: bool = False                     # free-running registers + credit-counted output buffer
+    split_lut6: bool = False                     # register K=6 neurons as two LUT5 halves + a 2:1 mux
 
     def __post_init__(self):
         for name in _BOOLS:

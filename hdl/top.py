@@ -6,8 +6,9 @@ elaborated; the top itself still warns.)
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from lutnet import ir
@@ -15,7 +16,7 @@ from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent,
                      XnorLayerComponent, class_bits)
 from .options import PipelineOptions
 
-__all__ = ["LutnetTop", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
+__all__ = ["LutnetTop", "CreditBuffer", "de_bruijn", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
 
 
 class LutnetTop(wiring.Component):
@@ -28,6 +29,14 @@ class LutnetTop(wiring.Component):
     clock, never drops or duplicates one, and ``o_stream.valid`` comes from a register (it does
     not depend on ``o_stream.ready``). Reset clears the valid bits. With no register at all
     (every option off) the top is combinational and ``o_stream.valid = i_stream.valid``.
+
+    With ``options.stall_free`` the pipeline never stalls: every stage register loads on every
+    clock (``en`` is a constant 1, so synthesis makes plain flip-flops), the valid bits shift
+    freely, and the results land in a :class:`CreditBuffer` that drives ``o_stream``. The input
+    is ready while the samples accepted and not yet taken at the output are fewer than the
+    buffer holds (a count in registers), so nothing is dropped and no combinational path runs
+    from ``o_stream.ready`` into the pipeline; the buffer adds its ``latency`` (2 or 3)
+    cycles.
 
     Submodules are named ``encoder``, ``layer0``, ``layer1``, ..., ``head``. Each layer and the
     head get the component of their IR kind (:data:`LAYER_COMPONENTS`, :data:`HEAD_COMPONENTS`);
@@ -50,6 +59,10 @@ class LutnetTop(wiring.Component):
         ``payload[class_bits + c * score_bits +: score_bits]``.
     latency : int
         Cycles from an accepted input to its output being valid, when never stalled.
+    pipeline_latency : int
+        The stages' registers alone (``latency`` less the stall-free buffer's cycles).
+    buffer : CreditBuffer or None
+        The stall-free output buffer (``CreditBuffer.for_pipeline``), else None.
     class_bits, score_bits, payload_in_bits, payload_out_bits : int
     encoder, layers, head
         The submodule components (``layers`` is a tuple).
@@ -64,7 +77,8 @@ class LutnetTop(wiring.Component):
             raise TypeError(f"options must be a PipelineOptions, not {type(options).__name__}")
         self.net, self.options = net, options
         o = options
-        self.encoder = EncoderComponent(net.encoder, register=o.register_encoder)
+        self.encoder = EncoderComponent(net.encoder, register=o.register_encoder,
+                                        free_running=o.stall_free)
         self.layers = tuple(_layer_component(i, layer, o) for i, layer in enumerate(net.layers))
         self.head = _head_component(net.head, o)
         self.class_bits = class_bits(net.n_classes)
@@ -72,7 +86,10 @@ class LutnetTop(wiring.Component):
         self.payload_in_bits = net.encoder.n_features * net.encoder.input_bits
         self.payload_out_bits = self.class_bits + net.n_classes * self.score_bits
         assert self.payload_out_bits == len(self.head.o)
-        self.latency = sum(c.latency for c in self.stages().values())
+        self.pipeline_latency = sum(c.latency for c in self.stages().values())
+        self.buffer = (CreditBuffer.for_pipeline(self.payload_out_bits, self.pipeline_latency)
+                       if o.stall_free else None)
+        self.latency = self.pipeline_latency + (self.buffer.latency if o.stall_free else 0)
         super().__init__({
             "i_stream": In(stream.Signature(self.payload_in_bits)),
             "o_stream": Out(stream.Signature(self.payload_out_bits)),
@@ -92,8 +109,24 @@ class LutnetTop(wiring.Component):
             m.submodules[name] = stage
             m.d.comb += [stage.en.eq(en), stage.i.eq(data)]
             data = stage.o
-        m.d.comb += self.o_stream.payload.eq(data)
 
+        if self.options.stall_free:
+            latency = self.pipeline_latency
+            m.submodules.buffer = buf = self.buffer
+            accept = Signal()
+            m.d.comb += [en.eq(1), accept.eq(self.i_stream.valid & buf.ready),
+                         self.i_stream.ready.eq(buf.ready), buf.i_valid.eq(self.i_stream.valid),
+                         buf.w_payload.eq(data)]
+            if latency:
+                valid = Signal(latency)   # no enable: the pipeline never stalls
+                m.d.sync += valid.eq(Cat(accept, valid[:-1]))
+                m.d.comb += buf.w_valid.eq(valid[-1])
+            else:
+                m.d.comb += buf.w_valid.eq(accept)
+            wiring.connect(m, buf.o_stream, wiring.flipped(self.o_stream))
+            return m
+
+        m.d.comb += self.o_stream.payload.eq(data)
         if self.latency:
             valid = Signal(self.latency)   # valid[k]: the data k + 1 registers deep are a sample
             with m.If(en):
@@ -123,9 +156,10 @@ def _layer_component(i: int, layer, o: PipelineOptions):
     if type(layer) is ir.XnorLayer:
         return XnorLayerComponent(layer, register=register,
                                   adder_levels_per_stage=o.adder_levels_per_stage,
-                                  share_subtrees=o.share_subtrees)
+                                  share_subtrees=o.share_subtrees, free_running=o.stall_free)
     if type(layer) is ir.LutLayer:
-        return LutLayerComponent(layer, register=register)
+        return LutLayerComponent(layer, register=register, free_running=o.stall_free,
+                                 split_lut6=o.split_lut6)
     raise TypeError(f"layer {i}: no hardware for layer kind {_kind(layer)!r} "
                     f"(supported: {', '.join(sorted(LAYER_COMPONENTS))})")
 
@@ -138,4 +172,214 @@ def _head_component(head, o: PipelineOptions):
     return cls(head, adder_levels_per_stage=o.adder_levels_per_stage,
                register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
                register_output=o.register_output, share_subtrees=o.share_subtrees,
-               register_comparisons=o.register_comparisons)
+               register_comparisons=o.register_comparisons, free_running=o.stall_free)
+
+
+class CreditBuffer(wiring.Component):
+    """The output end of a free-running pipeline: a buffer for its results and the credits that
+    keep the buffer from overflowing.
+
+    A sample costs a credit when it is accepted at the input (``i_valid & ready``) and returns it
+    one cycle after its result is taken at ``o_stream``; ``ready`` says a credit is left. The
+    results arrive on ``w_valid``/``w_payload`` (no ready: the pipeline cannot wait) a fixed
+    number of cycles after their acceptance; with ``credits >= credits_for(that number)`` the
+    input takes one sample per clock while ``o_stream.ready`` stays 1, and while it is 0 at most
+    ``credits`` samples are in flight, all of which the memory holds (``credits - 1`` words
+    suffice: one result is always in the output register by then).
+
+    Built for a LUT4 fabric: every register's next value is one function of at most five
+    registers and ports (one LUT4, or two and the slice's PFU multiplexer), except one bit of
+    ``held``, of six. ``ready``, ``o_stream.valid`` and ``o_stream.payload`` are registers.
+    The two counts are thermometer codes (bit ``i`` = "more than ``i``"), each bit updated
+    from its two neighbours; where the code itself implies an input (a full credit count means
+    every lower bit is 1, an empty output register means at most one result held), that input
+    is left out. The results wait in a memory with a write port and an asynchronous read port
+    (ECP5 distributed RAM of 16 words, Xilinx LUTRAM) whose pointers are rotating rings holding
+    a de Bruijn sequence, so each address is the ring's first bits and each pointer bit a 2:1
+    choice. More than 16 words would put a multiplexer behind the RAM, so then the results
+    alternate between two banks, each read every clock into a register, and the output
+    register picks one of those two (``banks=2``, one more cycle of latency).
+
+    Parameters
+    ----------
+    width : int
+        Payload bits.
+    credits : int
+        Samples in flight at most (accepted, not yet taken); at least 1.
+    banks : int
+        1 or 2 memory banks (see above).
+
+    Attributes
+    ----------
+    i_valid : In(1)
+        A sample is offered at the input; it is accepted when ``ready`` too.
+    ready : Out(1)
+        A credit is left (a register).
+    w_valid : In(1)
+        A result arrives this cycle.
+    w_payload : In(width)
+    o_stream : Out(stream.Signature(width))
+        The results in arrival order; ``valid`` and ``payload`` are registers.
+    latency : int
+        Cycles from ``w_valid`` to the result on ``o_stream``: 2 (memory write, output register),
+        3 with two banks (a bank register between).
+    depth : int
+        Words per bank: ``credits - 1`` (split over the banks) rounded up to a power of two.
+    """
+
+    #: Words of one ECP5 distributed RAM (TRELLIS_DPR16X4): deeper needs a read multiplexer.
+    LUTRAM_WORDS = 16
+
+    @staticmethod
+    def credits_for(latency: int, buffer_latency: int) -> int:
+        """Credits for full rate behind a pipeline of ``latency`` cycles: a sample holds its credit
+        for ``latency + buffer_latency`` cycles, and one more until it is counted back.
+
+        >>> CreditBuffer.credits_for(13, 2)
+        17
+        """
+        return latency + buffer_latency + 2
+
+    @classmethod
+    def for_pipeline(cls, width: int, latency: int) -> "CreditBuffer":
+        """The buffer for full rate behind a pipeline of ``latency`` cycles: one bank while the
+        words fit one distributed RAM, else two.
+
+        >>> [(b.banks, b.credits, b.depth) for b in (CreditBuffer.for_pipeline(8, n) for n in (13, 14))]
+        [(1, 17, 16), (2, 19, 16)]
+        """
+        credits = cls.credits_for(latency, 2)
+        if credits - 1 <= cls.LUTRAM_WORDS:
+            return cls(width, credits=credits, banks=1)
+        return cls(width, credits=cls.credits_for(latency, 3), banks=2)
+
+    def __init__(self, width: int, *, credits: int, banks: int = 1):
+        if isinstance(credits, bool) or not isinstance(credits, int) or credits < 1:
+            raise ValueError(f"credits must be a positive integer, not {credits!r}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if banks not in (1, 2) or isinstance(banks, bool):
+            raise ValueError(f"banks must be 1 or 2, not {banks!r}")
+        self.width, self.credits, self.banks = width, credits, banks
+        self.latency = 1 + banks
+        words = -(-(credits - 1) // banks)
+        self.depth = 1 << max(1, (words - 1).bit_length())
+        super().__init__({
+            "i_valid": In(1), "ready": Out(1),
+            "w_valid": In(1), "w_payload": In(width),
+            "o_stream": Out(stream.Signature(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        o, n = self.o_stream, self.credits
+
+        # Credits in flight (thermometer), counted back one cycle after the take (`took`, a
+        # register), so no bit depends on o_stream.ready. Below the top bit the accept is
+        # i_valid alone: when it differs (not ready) every bit below the top is 1 and stays 1.
+        in_flight, took = Signal(n, name="in_flight"), Signal(name="took")
+        m.d.sync += took.eq(o.valid & o.ready)
+        accept = self.i_valid & ~in_flight[-1]
+        nxt = [_step(in_flight, i, self.i_valid if i < n - 1 else accept, took) for i in range(n)]
+        m.d.sync += in_flight.eq(Cat(*nxt))
+        m.d.comb += self.ready.eq(~in_flight[-1])
+
+        # Results in the memory or the output register (thermometer), counted once readable:
+        # a cycle after the write, two with banks (the bank register reads it a cycle later).
+        arrived = self.w_valid
+        if self.banks == 2:
+            arrived = Signal(name="arrived")
+            m.d.sync += arrived.eq(self.w_valid)
+        # With the output register empty at most one is held, so above bit 1 the take is
+        # o_stream.ready alone.
+        held, held_next = Signal(n, name="held"), Signal(n, name="held_next")
+        take = o.valid & o.ready
+        m.d.comb += held_next.eq(Cat(*(_step(held, i, arrived, take if i < 2 else o.ready)
+                                        for i in range(n))))
+        m.d.sync += held.eq(held_next)
+        # `fill`: the output register is empty and a result is held (a register), so the load
+        # is a function of three bits: fill, or a second result held while the first is taken.
+        fill, load, valid_next = Signal(name="fill"), Signal(name="load"), Signal(name="valid_next")
+        m.d.comb += [load.eq(fill | (held[1] & o.ready)),
+                     valid_next.eq(fill | (o.valid & (held[1] | ~o.ready)))]
+        m.d.sync += [o.valid.eq(valid_next), fill.eq(held_next[0] & ~valid_next)]
+
+        k = (self.depth - 1).bit_length()
+        ring = de_bruijn(k)
+        w_ring = Signal(self.depth, name="w_ring", init=ring)
+        payload = Signal(self.width, reset_less=True)
+        m.d.comb += o.payload.eq(payload)
+        if self.banks == 1:
+            r_ring = Signal(self.depth, name="r_ring", init=ring)
+            m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth, init=[])
+            wr, rd = memory.write_port(), memory.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(w_ring[:k]), wr.data.eq(self.w_payload),
+                         wr.en.eq(self.w_valid), rd.addr.eq(r_ring[:k])]
+            with m.If(self.w_valid):
+                m.d.sync += w_ring.eq(w_ring.rotate_left(1))
+            with m.If(load):
+                m.d.sync += [payload.eq(rd.data), r_ring.eq(r_ring.rotate_left(1))]
+            return m
+
+        # Two banks: result j goes to bank j % 2 at the ring's address for j // 2; each bank
+        # is read into its register every clock at its own read ring (which moves on as the
+        # output register takes from that bank, so the next result of the bank is in the
+        # register two cycles later, when the bank's turn comes again), and the output register
+        # takes one of the two.
+        w_bank, r_bank = Signal(name="w_bank"), Signal(name="r_bank")
+        with m.If(self.w_valid):
+            m.d.sync += w_bank.eq(~w_bank)
+            with m.If(w_bank):
+                m.d.sync += w_ring.eq(w_ring.rotate_left(1))
+        with m.If(load):
+            m.d.sync += r_bank.eq(~r_bank)
+        heads = []
+        for b in range(2):
+            r_ring = Signal(self.depth, name=f"r_ring{b}", init=ring)
+            with m.If(load & (r_bank == b)):
+                m.d.sync += r_ring.eq(r_ring.rotate_left(1))
+            m.submodules[f"bank{b}"] = memory = Memory(shape=self.width, depth=self.depth, init=[])
+            wr, rd = memory.write_port(), memory.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(w_ring[:k]), wr.data.eq(self.w_payload),
+                         wr.en.eq(self.w_valid & (w_bank == b)), rd.addr.eq(r_ring[:k])]
+            head = Signal(self.width, name=f"bank{b}_head", reset_less=True)
+            m.d.sync += head.eq(rd.data)
+            heads.append(head)
+        with m.If(load):
+            m.d.sync += payload.eq(Mux(r_bank, heads[1], heads[0]))
+        return m
+
+
+def _step(count, i: int, inc, dec):
+    """Bit ``i`` of the thermometer code ``count`` after adding ``inc`` and subtracting ``dec``."""
+    n = len(count)
+    below = Const(1, 1) if i == 0 else count[i - 1]
+    above = Const(0, 1) if i == n - 1 else count[i + 1]
+    return above | (count[i] & ~(dec & ~inc)) | (below & inc & ~dec)
+
+
+def de_bruijn(k: int) -> int:
+    """A binary de Bruijn sequence of order ``k`` as an integer of ``2 ** k`` bits: read
+    cyclically, its ``2 ** k`` windows of ``k`` bits are all different, so a ring register
+    holding it and rotating by one visits every ``k``-bit address once per turn.
+
+    >>> s = de_bruijn(4); ring = [(s >> i) & 1 for i in range(16)]
+    >>> len({tuple((ring + ring)[i:i + 4]) for i in range(16)})
+    16
+    """
+    # Lyndon-word construction (Fredricksen, Kessler, Maiorana)
+    a, seq = [0] * (k + 1), []
+
+    def db(t, p):
+        if t > k:
+            if k % p == 0:
+                seq.extend(a[1:p + 1])
+            return
+        a[t] = a[t - p]
+        db(t + 1, p)
+        for j in range(a[t - p] + 1, 2):
+            a[t] = j
+            db(t + 1, t)
+
+    db(1, 1)
+    return sum(bit << i for i, bit in enumerate(seq))

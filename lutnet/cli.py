@@ -114,6 +114,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--argmax-levels-per-stage", type=_positive_int, default=None, help="register every N argmax levels")
     b.add_argument("--register-comparisons", action="store_true",
                    help="register every argmax comparison before its selection (about one LUT level per stage)")
+    b.add_argument("--stall-free", action="store_true",
+                   help="free-running pipeline (no clock enables); backpressure taken by a credit-counted output buffer")
+    b.add_argument("--split-lut6", action="store_true",
+                   help="register 6-input LUT neurons as two 5-input halves + their 6th input (one more cycle per K=6 layer)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")
@@ -167,7 +171,8 @@ def _build(a):
 
     out = a.out or os.path.join(os.path.dirname(flow.resolve_model(a.model)) or ".", "build")
     pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage,
-                    register_comparisons=a.register_comparisons)
+                    register_comparisons=a.register_comparisons, stall_free=a.stall_free,
+                    split_lut6=a.split_lut6)
     if a.argmax_levels_per_stage is not None:
         pipeline["argmax_levels_per_stage"] = a.argmax_levels_per_stage
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth,

@@ -153,6 +153,10 @@ OPTIONS = {
                               share_subtrees=False),
     "sparse": PipelineOptions(register_encoder=False, layers_per_stage=3, argmax_levels_per_stage=2,
                               register_output=False, adder_levels_per_stage=3),
+    "free": PipelineOptions(stall_free=True, adder_levels_per_stage=1, argmax_levels_per_stage=1,
+                            register_comparisons=True),
+    "free_comb": PipelineOptions(stall_free=True, register_encoder=False, layers_per_stage=None,
+                                 register_scores=False, register_output=False),
 }
 
 # (seed, options, idle, stall, samples)
@@ -169,6 +173,10 @@ STREAM_CASES = [
     (10, "sparse", 0.0, 0.2, 60),
     (11, "default", 0.6, 0.1, 50),
     (12, "deep", 0.2, 0.9, 40),
+    (13, "free", 0.0, 0.0, 40),
+    (14, "free", 0.3, 0.5, 60),
+    (15, "free", 0.0, 0.9, 40),
+    (16, "free_comb", 0.2, 0.6, 40),
 ]
 
 
@@ -277,11 +285,12 @@ def test_latency_formula():
     assert LutnetTop(net, options=OPTIONS["comb"]).latency == 0
 
 
-def test_reset_clears_valid():
+@pytest.mark.parametrize("stall_free", [False, True])
+def test_reset_clears_valid(stall_free):
     """Fill the pipeline with the output stalled, reset: the pending samples are gone and the
     next ones come through alone."""
     net = make_net(31, widths=[12])
-    top = LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1))
+    top = LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1, stall_free=stall_free))
     assert top.latency >= 3
     k = top.latency + 2
     x = make_inputs(net, k + 6, 31)
@@ -679,3 +688,178 @@ def test_register_comparisons_option():
     assert PipelineOptions().register_comparisons is False
     with pytest.raises(ValueError, match="^register_comparisons must be a bool, not 1$"):
         PipelineOptions(register_comparisons=1)
+
+
+# -- stall-free pipeline: the credit buffer ----------------------------------------------------
+
+from lutnet.hdl.top import CreditBuffer, de_bruijn  # noqa: E402
+
+
+def run_credit_buffer(latency, n, *, offer, take, seed=0, width=8, banks=None):
+    """Drive a :class:`CreditBuffer` behind a model of a free-running pipeline of ``latency``
+    cycles (results are the sample numbers). ``offer(cycle, rng)`` / ``take(cycle, rng)`` say
+    whether the producer offers a sample / the consumer is ready. Checks every cycle that
+    ``ready`` and ``o_stream.valid`` do not depend combinationally on ``i_valid`` /
+    ``o_stream.ready``, that a stalled output holds, and that at most ``credits`` samples are in
+    flight. ``banks`` forces a bank count (else :meth:`CreditBuffer.for_pipeline` picks).
+    Returns (dut, results in order of arrival, accept cycles, take cycles)."""
+    dut = CreditBuffer.for_pipeline(width, latency)
+    if banks is not None:
+        dut = CreditBuffer(width, credits=CreditBuffer.credits_for(latency, 1 + banks), banks=banks)
+    rng = np.random.default_rng(seed)
+    got, accepted, taken = [], [], []
+
+    async def bench(ctx):
+        pipe = [None] * latency
+        sent, held = 0, None
+        for cycle in range(40 * (n + latency) + 200):
+            if len(got) == n:
+                break
+            iv, ready_out = sent < n and offer(cycle, rng), take(cycle, rng)
+            ctx.set(dut.w_valid, (pipe[-1] if latency else None) is not None)
+            ctx.set(dut.w_payload, (pipe[-1] or 0) if latency else 0)
+            for a, b in ((0, 1), (1, 0)):
+                ctx.set(dut.i_valid, a)
+                ctx.set(dut.o_stream.ready, b)
+                first = (ctx.get(dut.ready), ctx.get(dut.o_stream.valid))
+                ctx.set(dut.i_valid, b)
+                ctx.set(dut.o_stream.ready, a)
+                assert (ctx.get(dut.ready), ctx.get(dut.o_stream.valid)) == first, \
+                    "ready or valid is combinational"
+            ctx.set(dut.i_valid, iv)
+            ctx.set(dut.o_stream.ready, ready_out)
+            ready, valid, payload = (ctx.get(dut.ready), ctx.get(dut.o_stream.valid),
+                                     ctx.get(dut.o_stream.payload))
+            if held is not None:
+                assert valid and payload == held, "a stalled output changed or went away"
+            held = payload if valid and not ready_out else None
+            if valid and ready_out:
+                got.append(payload)
+                taken.append(cycle)
+            accept = iv and ready
+            if accept:
+                accepted.append(cycle)
+            assert len(accepted) - len(got) <= dut.credits
+            if not latency:   # the pipeline is a wire: the result arrives with the sample
+                ctx.set(dut.w_valid, accept)
+                ctx.set(dut.w_payload, sent % (1 << width))
+            pipe = [sent % (1 << width) if accept else None] + pipe[:-1]
+            sent += accept
+            await ctx.tick()
+
+    sim, _ = _bench(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return dut, got, accepted, taken
+
+
+@pytest.mark.parametrize("latency,banks", [(0, None), (1, None), (5, None), (13, None), (17, None),
+                                           (2, 2), (30, 2)])
+def test_credit_buffer_full_rate(latency, banks):
+    """Ready always 1 at the output: one sample per clock in, one per clock out, the pipeline's
+    and the buffer's latency apart, and the input never waits."""
+    n = 60
+    dut, got, accepted, taken = run_credit_buffer(latency, n, offer=lambda c, r: True,
+                                                  take=lambda c, r: True, banks=banks)
+    assert got == list(range(n))
+    assert accepted == list(range(n))
+    assert taken == [c + latency + dut.latency for c in range(n)]
+
+
+@pytest.mark.parametrize("latency,banks", [(0, None), (3, None), (13, None), (20, None), (4, 2)])
+def test_credit_buffer_long_stall_loses_nothing(latency, banks):
+    """The consumer holds ready low for long stretches while the producer keeps offering:
+    the input stops when the credits run out, and nothing is lost, repeated or reordered."""
+    n = 150
+    stall = lambda c, r: (c // 37) % 3 == 2     # ready low 74 cycles, then high 37
+    dut, got, accepted, taken = run_credit_buffer(latency, n, offer=lambda c, r: True, take=stall,
+                                                  banks=banks)
+    assert got == [i % 256 for i in range(n)]
+    # while the output is stalled the input takes exactly `credits` samples, then waits
+    in_first_stall = [c for c in accepted if c < 74]
+    assert len(in_first_stall) == dut.credits
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_credit_buffer_random_gaps(seed):
+    latency = [0, 2, 7, 16, 3, 19][seed]
+    n = 120
+    _, got, _, _ = run_credit_buffer(latency, n, offer=lambda c, r: r.random() < 0.7,
+                                     take=lambda c, r: r.random() < [0.5, 0.2, 0.8, 0.4, 0.6, 0.7][seed],
+                                     seed=seed, banks=2 if seed == 4 else None)
+    assert got == [i % 256 for i in range(n)]
+
+
+def test_credit_buffer_sizes_and_errors():
+    assert CreditBuffer.credits_for(13, 2) == 17
+    small, large = CreditBuffer.for_pipeline(8, 13), CreditBuffer.for_pipeline(8, 17)
+    assert (small.banks, small.credits, small.depth, small.latency) == (1, 17, 16, 2)
+    assert (large.banks, large.credits, large.depth, large.latency) == (2, 22, 16, 3)
+    assert CreditBuffer(8, credits=18).depth == 32      # credits - 1 words, a power of two
+    assert CreditBuffer(8, credits=2).depth == 2
+    for k in range(1, 7):
+        s = de_bruijn(k)
+        ring = [(s >> i) & 1 for i in range(2 ** k)] * 2
+        assert len({tuple(ring[i:i + k]) for i in range(2 ** k)}) == 2 ** k
+    with pytest.raises(ValueError, match="^credits must be a positive integer, not 0$"):
+        CreditBuffer(8, credits=0)
+    with pytest.raises(ValueError, match="^width must be a positive integer, not True$"):
+        CreditBuffer(True, credits=4)
+    with pytest.raises(ValueError, match="^banks must be 1 or 2, not 3$"):
+        CreditBuffer(8, credits=4, banks=3)
+
+
+def test_stall_free_top_has_no_enables():
+    """Stall-free: the stages' registers load on every clock (no ``en`` in their logic), the
+    top's latency counts the buffer, and the option round-trips."""
+    net = make_net(41, widths=[10])
+    free = LutnetTop(net, options=PipelineOptions(stall_free=True))
+    plain = LutnetTop(net, options=PipelineOptions())
+    assert free.pipeline_latency == plain.latency
+    assert free.latency == plain.latency + free.buffer.latency == plain.latency + 2
+    text = to_verilog(free)
+    body = lambda text, name: text[text.index(f"module \\{name} ("):].split("endmodule")[0]
+    for name in free.stages():
+        assert "if (en)" not in body(text, f"lutnet_top.{name}"), name
+    assert "if (en)" in body(to_verilog(plain), "lutnet_top.encoder")
+    o = PipelineOptions(stall_free=True)
+    assert PipelineOptions.from_dict(o.to_dict()) == o and PipelineOptions().stall_free is False
+    with pytest.raises(ValueError, match="^stall_free must be a bool, not 1$"):
+        PipelineOptions(stall_free=1)
+
+
+def test_stall_free_top_long_stalls():
+    """The whole net, stall-free, with the consumer away for many cycles at a time."""
+    net = make_net(43, widths=[24, 16])
+    top = LutnetTop(net, options=OPTIONS["free"])
+    x = make_inputs(net, 80, 43)
+    got = stream(top, pack(net, x), idle=0.0, stall=0.97, seed=43)
+    assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+@pytest.mark.parametrize("stall_free", [False, True])
+def test_split_lut6_matches_golden(stall_free):
+    """K = 6 layers with every neuron split into registered halves (plus constant, copying and
+    smaller neurons from lut_support) compute the same; one more cycle per K = 6 layer only."""
+    net = make_lut_net(61, all_lut=True)
+    assert net.layers[0].n_out >= 3
+    rng = np.random.default_rng(61)
+    layers, n_in = [], net.encoder.n_out
+    for j, layer in enumerate(net.layers):
+        new = random_lut_layer(rng, n_in, layer.n_out, k=6 if j == 0 else 4)
+        tables, inputs = new.tables.copy(), new.inputs.copy()
+        if j == 0 and layer.n_out >= 3:
+            tables[0] = 1                              # a constant
+            tables[1] = np.arange(64) >> 5 & 1         # a copy of input 5
+            inputs[2, 3] = inputs[2, 4]                # five distinct inputs
+        layers.append(ir.LutLayer(inputs, tables, n_in))
+        n_in = layer.n_out
+    net = ir.Network(net.encoder, layers, net.head)
+    base = PipelineOptions(stall_free=stall_free, adder_levels_per_stage=1)
+    split = PipelineOptions(**{**base.to_dict(), "split_lut6": True})
+    top = LutnetTop(net, options=split)
+    assert top.latency == LutnetTop(net, options=base).latency + 1
+    assert [s.latency for s in top.layers] == [2] + [1] * (len(layers) - 1)
+    x = make_inputs(net, 60, 61)
+    got = stream(top, pack(net, x), idle=0.2, stall=0.4, seed=61)
+    assert [unpack(top, p) for p in got] == expected(net, x)
