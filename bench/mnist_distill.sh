@@ -17,4 +17,9 @@ $T $BIN/lutnet sim "$OUT/mnist-distill/build" --simulator verilator
 $T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/ulx3s" --board ulx3s-85f \
     --adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons
 $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/icebreaker" --board icebreaker || true
-$BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill"
+# The student for 4-input fabrics (iCE40, ECP5): K = 4, one LUT4 per neuron.
+$T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4" --k 4 --group 50 --epochs 20 --threads 2
+$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/icebreaker" --board icebreaker --verify 100
+$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ulx3s" --board ulx3s-85f \
+    --adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons
+$BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4"

@@ -112,8 +112,10 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
             log(f"board top for {target.description}: UART {target.uart['baud']} baud, {target.n_leds} LEDs")
         # a large design on a Lattice part is mapped stage by stage for nextpnr (one flat WebAssembly
         # Yosys cannot hold it), and those runs give the build's figures; a small one is mapped flat
-        # for nextpnr (fewer LUTs: constants cross stage boundaries) and per stage for the figures
-        staged = lattice and estimate >= STAGED_MIN_LUTS
+        # for nextpnr (fewer LUTs: constants cross stage boundaries) and per stage for the figures.
+        # The board top's frame buffer counts as logic here.
+        frame_bits = net.encoder.n_features * net.encoder.input_bits if with_board else 0
+        staged = lattice and estimate + frame_bits >= STAGED_MIN_LUTS
         if run_synth and not staged:
             from .hdl.top import LutnetTop
 
