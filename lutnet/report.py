@@ -223,13 +223,15 @@ def analyse(summaries: list[dict], *, confusion: bool = False, log=print) -> dic
     synthesized = [b for b in builds if b.get("luts") is not None]
     scored = [b for b in synthesized if accuracy_of(b) is not None]
     dataset = lambda b: (b.get("meta") or {}).get("dataset") or "-"
+    # accuracies on different datasets do not compare, nor do LUT4 and LUT6 counts
+    kind = lambda b: (dataset(b), b.get("lut_size"))
     on_front = set()
-    for name in {dataset(b) for b in scored}:   # accuracies on different datasets do not compare
-        group = [b for b in scored if dataset(b) == name]
+    for key in {kind(b) for b in scored}:
+        group = [b for b in scored if kind(b) == key]
         on_front.update(group[i]["_path"] for i in pareto_front([(b["luts"], accuracy_of(b)) for b in group]))
     pareto = {"points": [{"build": b["_path"], "network": b.get("network"), "board": b.get("board"),
-                          "dataset": dataset(b), "luts": b["luts"], "accuracy": accuracy_of(b),
-                          "front": b["_path"] in on_front} for b in scored],
+                          "dataset": dataset(b), "lut_size": b.get("lut_size"), "luts": b["luts"],
+                          "accuracy": accuracy_of(b), "front": b["_path"] in on_front} for b in scored],
               "front": [b["_path"] for b in sorted(scored, key=lambda b: b["luts"]) if b["_path"] in on_front]}
 
     if confusion:
@@ -432,12 +434,12 @@ def document(data: dict, plots: dict | None = None) -> list:
     points = data["pareto"]["points"]
     if points:
         blocks += [("h", 2, "Accuracy against LUTs"),
-                   ("p", "Builds on the Pareto front (no other build on the same dataset has at least the accuracy "
-                         "for at most the LUTs) are marked."),
+                   ("p", "Builds on the Pareto front (no other build on the same dataset and LUT size has at least "
+                         "the accuracy for at most the LUTs) are marked."),
                    ("table", ["build", "network", "dataset", "board", "LUTs", "accuracy", "Pareto front"],
-                    [[p["build"], p["network"], p["dataset"], p["board"], p["luts"], pct(p["accuracy"]),
+                    [[p["build"], p["network"], p["dataset"], p["board"], _luts(p), pct(p["accuracy"]),
                       "yes" if p["front"] else ""]
-                     for p in sorted(points, key=lambda p: (p["dataset"], p["luts"]))])]
+                     for p in sorted(points, key=lambda p: (p["dataset"], p["lut_size"] or 0, p["luts"]))])]
         if "pareto" in plots:
             blocks.append(("img", plots["pareto"], "accuracy against LUTs, with the Pareto front"))
     return blocks
@@ -598,14 +600,20 @@ def plot_comparison(c: dict, names: list[str]) -> bytes:
     return _png(fig)
 
 
+def _luts(point: dict) -> str:
+    """``2,318 LUT4``, or the bare count when the LUT size is unknown."""
+    return f"{point['luts']:,} LUT{point['lut_size']}" if point.get("lut_size") else f"{point['luts']:,}"
+
+
 def plot_pareto(pareto: dict) -> bytes:
     """Accuracy against LUTs of every build, the Pareto front as a line, each point labelled."""
     pts = pareto["points"]
     fig = _figure(7, 4.5)
     ax = fig.subplots()
     colours = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
-    for k, name in enumerate(sorted({p["dataset"] for p in pts})):
-        group = [p for p in pts if p["dataset"] == name]
+    for k, (name, size) in enumerate(sorted({(p["dataset"], p["lut_size"] or 0) for p in pts})):
+        group = [p for p in pts if (p["dataset"], p["lut_size"] or 0) == (name, size)]
+        name = f"{name} LUT{size}" if size else name
         colour = colours[k % len(colours)]
         ax.scatter([p["luts"] for p in group], [100 * p["accuracy"] for p in group], zorder=3, color=colour,
                    marker="o", label=f"{name} builds")

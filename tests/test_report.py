@@ -142,6 +142,11 @@ def test_pairing_falls_back_to_the_path_and_all_builds_are_compared(runs):
     pts = {p["build"].split("/")[-1]: p for p in data["pareto"]["points"]}
     # "other" costs what the teacher costs at lower accuracy: dominated
     assert pts["other"]["front"] is False and pts["build"]["front"] and pts["sb"]["front"]
+    # a LUT4 build is not compared with LUT6 builds: on its own front, however many LUTs
+    write_summary(runs / "lut4", build_summary("/x/model.npz", XNOR_NET, XNOR_LAYERS, 0.50, lut_size=4,
+                                               luts=10 ** 6))
+    pts = {p["build"].split("/")[-1]: p for p in report.analyse(report.collect([runs]))["pareto"]["points"]}
+    assert pts["lut4"]["front"] and pts["lut4"]["lut_size"] == 4 and pts["other"]["front"] is False
 
 
 def test_written_report_embeds_every_plot(runs, tmp_path):
