@@ -18,4 +18,6 @@ for k in 6 4; do
     $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-pipelined" --board ulx3s-85f --core-only $PIPE
     $T $BIN/lutnet build "$OUT/dlut$k" -o "$OUT/dlut$k/ecp5-stall-free" --board ulx3s-85f --core-only $PIPE --stall-free
 done
+$T $BIN/lutnet build "$OUT/dlut6" -o "$OUT/dlut6/ecp5-stall-free-split" --board ulx3s-85f --core-only $PIPE \
+    --stall-free --split-lut6
 $BIN/lutnet report "$OUT"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MNIST: a binarized 784-1500-10 teacher, distilled into a K = 6 LUT-Net (1500 LUTs mirroring the
 # hidden neurons, 50 head LUTs per class, group-sum head), then Yosys LUT6 figures and RTL vs
-# golden on all 10,000 test images.
+# golden on all 10,000 test images; board builds (ULX3S, iCEBreaker) and ECP5 cores; the same
+# teacher distilled into a K = 4 LUT-Net for the 4-input fabrics, on both boards.
 #   bench/mnist_distill.sh [OUT_DIR] [MNIST_DIR]    (defaults: runs, ../shared/datasets/mnist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,12 +15,18 @@ $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-distill" --group 50 --ep
 $T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/build"
 $T $BIN/lutnet sim "$OUT/mnist-distill/build" --simulator verilator
 # Board builds: the ULX3S (ECP5-85F) holds it; the iCEBreaker (5,280 LUT4) does not (the fit check says so).
-$T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/ulx3s" --board ulx3s-85f \
-    --adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons
+PIPE="--adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons"
+$T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/ulx3s" --board ulx3s-85f $PIPE
 $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/icebreaker" --board icebreaker || true
+# ECP5 cores out of context, for the Fmax / fabric-ceiling ratio.
+for opts in "" "--stall-free" "--stall-free --split-lut6"; do
+    $T $BIN/lutnet build "$OUT/mnist-distill" -o "$OUT/mnist-distill/ecp5-core${opts// /}" --board ulx3s-85f \
+        --core-only $PIPE $opts
+done
 # The student for 4-input fabrics (iCE40, ECP5): K = 4, one LUT4 per neuron.
 $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4" --k 4 --group 50 --epochs 20 --threads 2
-$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/icebreaker" --board icebreaker --verify 100
-$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ulx3s" --board ulx3s-85f \
-    --adder-levels-per-stage 1 --argmax-levels-per-stage 1 --register-comparisons
+$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/build"
+$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/icebreaker" --board icebreaker --verify 10
+$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ulx3s" --board ulx3s-85f $PIPE
+$T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4"
