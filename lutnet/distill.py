@@ -43,7 +43,7 @@ from .fold import fold_check
 from .fsutil import atomic_dir, write_json
 from .ir import IRError, MAX_LUT_INPUTS, Network, XnorHead, XnorLayer
 from .lutnn import LutBlock, LutConfig, LutMLP, lut_to_ir
-from .train import ConfigError, cosine, torch_accuracy, torch_device, train_step, valid_device
+from .train import ConfigError, cosine, torch_accuracy, torch_device, train_epoch, valid_device
 
 RULES = ("weight", "corr", "random")
 MODEL = "model.npz"
@@ -433,21 +433,9 @@ def _finetune(model, cfg, xt, yt, xv, yv, progress, log, record) -> list:
         for epoch in range(cfg.finetune_epochs):
             t0 = time.perf_counter()
             bar.set_description(f"fine-tune {epoch + 1}/{cfg.finetune_epochs}")
-            model.train()
-            order = torch.randperm(len(xt), generator=gen)
-            loss_sum = correct = seen = 0
-            for i in range(steps_per_epoch):
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                loss, right = train_step(model, optimizer, xt[idx].to(device), yt[idx].to(device))
-                scheduler.step()
-                loss_sum += loss * len(idx)
-                correct += right
-                seen += len(idx)
-                bar.update(1)
-                if i % 20 == 0:
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+            loss, train_acc = train_epoch(model, optimizer, scheduler, xt, yt, cfg.batch_size, gen, device, bar)
             record(f"fine-tune {epoch + 1}", model, t0)
-            history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+            history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
                             "seconds": round(time.perf_counter() - t0, 2)})
     finally:
         bar.close()

@@ -224,6 +224,28 @@ def train_step(model, optimizer, xb: torch.Tensor, yb: torch.Tensor) -> tuple[fl
     return float(loss.detach()), int((logits.detach().argmax(1) == yb).sum())
 
 
+def train_epoch(model, optimizer, scheduler, xt: torch.Tensor, yt: torch.Tensor, batch_size: int,
+                generator: torch.Generator, device, bar) -> tuple[float, float]:
+    """One epoch: the training set in an order drawn from ``generator``, ``len(xt) // batch_size``
+    batches through :func:`train_step`, the scheduler stepped after each and ``bar`` (tqdm)
+    advanced; returns the epoch's mean loss and training accuracy."""
+    model.train()
+    order = torch.randperm(len(xt), generator=generator)
+    steps = len(xt) // batch_size
+    loss_sum, correct, seen = 0.0, 0, 0
+    for i in range(steps):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        loss, right = train_step(model, optimizer, xt[idx].to(device), yt[idx].to(device))
+        scheduler.step()
+        loss_sum += loss * len(idx)
+        correct += right
+        seen += len(idx)
+        bar.update(1)
+        if i % 10 == 0 or i == steps - 1:
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+    return loss_sum / seen, correct / seen
+
+
 @torch.no_grad()
 def torch_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     model.eval()
@@ -329,29 +351,18 @@ def train(config: TrainConfig | None, out_dir, resume: bool = False, progress: b
             for epoch in range(start, cfg.epochs):
                 t0, c0 = time.perf_counter(), time.process_time()
                 bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-                model.train()
-                order = torch.randperm(len(xt), generator=generator)
-                loss_sum, correct, seen = 0.0, 0, 0
-                for i in range(steps):
-                    idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                    loss, right = train_step(model, optimizer, xt[idx].to(device), yt[idx].to(device))
-                    scheduler.step()
-                    loss_sum += loss * len(idx)
-                    correct += right
-                    seen += len(idx)
-                    bar.update(1)
-                    if i % 10 == 0 or i == steps - 1:
-                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+                loss, train_acc = train_epoch(model, optimizer, scheduler, xt, yt, cfg.batch_size, generator,
+                                              device, bar)
                 test_acc = torch_accuracy(model, xv, yv)
                 dt = time.perf_counter() - t0
                 seconds += dt
-                history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+                history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_acc,
                                 "torch_test_accuracy": test_acc, "seconds": dt,
                                 "cpu_seconds": time.process_time() - c0})
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", test=f"{test_acc:.4f}")
+                bar.set_postfix(loss=f"{loss:.4f}", acc=f"{train_acc:.4f}", test=f"{test_acc:.4f}")
                 if progress:
-                    bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / seen:.4f} "
-                              f"train {correct / seen:.4f} test {test_acc:.4f} ({dt:.1f}s)")
+                    bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f} "
+                              f"train {train_acc:.4f} test {test_acc:.4f} ({dt:.1f}s)")
                 state = {
                     "version": CHECKPOINT_VERSION,
                     "epoch": epoch + 1,
