@@ -4,9 +4,10 @@ head and group-sum head with argmax.
 Each component is combinational logic plus optional pipeline registers. All registers load only
 while ``en`` is 1 (the global pipeline enable of :class:`~lutnet.hdl.top.LutnetTop`), so a
 stalled pipeline holds its data; with ``free_running=True`` they load on every clock and ``en``
-is ignored (plain flip-flops without a clock enable: the stall-free top never stalls them). Data registers have no reset: the valid bits, kept by the top,
-say which data are meaningful. ``latency`` is the number of register levels between ``i`` and
-``o``; with ``en`` held at 1, ``o`` follows ``i`` by exactly ``latency`` cycles.
+is ignored (plain flip-flops without a clock enable: the stall-free top never stalls them).
+Data registers have no reset: the valid bits, kept by the top, say which data are meaningful.
+``latency`` is the number of register levels between ``i`` and ``o``; with ``en`` held at 1,
+``o`` follows ``i`` by exactly ``latency`` cycles.
 """
 from __future__ import annotations
 
@@ -251,7 +252,7 @@ def lut_function(value: int, address: list):
     Why not one ``Const(value).bit_select(address)``: Yosys maps a shift of a constant by
     specialising a module per distinct constant, which took 56 of the 95 s of mapping MNIST's
     1,500-neuron layer to ECP5. With 8-entry leaves there are at most 256 distinct constants;
-    the same layer maps in 30 s to 4,642 instead of 4,649 LUT4 (a single neuron of up to six
+    the same layer maps in 33 s to 4,642 instead of 4,649 LUT4 (a single neuron of up to six
     inputs still maps to one LUT6 on a 6-LUT fabric).
 
     >>> from amaranth.hdl import Signal

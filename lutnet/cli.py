@@ -6,24 +6,21 @@ import os
 import sys
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {v}")
-    return v
+def _int_at_least(low: int, what: str):
+    """An argparse type: an integer of at least ``low``, else "must be WHAT, not ..."."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, not {v}")
+        return v
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {v}")
-    return v
+_positive_int = _int_at_least(1, "a positive integer")
+_count = _int_at_least(0, "a non-negative integer")
 
 
 def _boards() -> list:

@@ -156,6 +156,8 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
         if run_synth and lattice and (fit["fits"] or staged):
             summary["pnr"], fit = _lattice_pnr(tmp, target, with_board, staged, synth_jobs, log)
             if staged:
+                # the placed design's figures: with a board top, its UART and frame buffer are in
+                # the glue (cells are named after nets, so they do not split from the core's glue)
                 how = summary["pnr"]["synthesis"]
                 summary.update({k: summary["pnr"][k] for k in ("luts", "ffs", "carry")}, lut_size=target.lut_size,
                                layers={k: v for k, v in how["stage_counts"].items() if k != "glue"},

