@@ -201,7 +201,8 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
 
     work = tmp / "pnr"
     top, verilog = ("board_top", "board_top.v") if with_board else ("lutnet_top", "lutnet_top.v")
-    stages = pnr.child_modules(tmp / verilog, "board_top.core" if with_board else top) if staged else None
+    core = "board_top.core" if with_board else top
+    stages = pnr.child_modules(tmp / verilog, core) if staged else None
     fit = {}
 
     def check(counts):
@@ -215,7 +216,7 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
     log(f"place and route of {top} on {target.part} ({target.device}/{target.package}) with nextpnr"
         + (f" (Yosys stage by stage: {len(stages)} stages + glue)" if stages else ""))
     result = pnr.place_and_route(work, [tmp / verilog], top, target, board_pins=with_board, stages=stages,
-                                 workers=workers, check=check, log=log)
+                                 workers=workers, check=check, stage_parent=core, log=log)
     if stages:
         how = result["synthesis"]
         log(f"{result['luts']} LUT{target.lut_size}, {result['ffs']} FFs in the placed netlist; per stage: "
@@ -230,6 +231,10 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
         result["fmax_ratio"] = round(result["fmax_mhz"] / ceiling, 3)
         log(f"Fmax {result['fmax_mhz']} MHz = {100 * result['fmax_ratio']:.0f} % of the fabric ceiling "
             f"{ceiling} MHz; bitstream {result.get('bitstream')}")
+        if result.get("stage_timing"):
+            log("slowest register input per stage (arrival, ns): " + ", ".join(
+                f"{k} {t['worst_ns']:.2f}" + (" (critical path)" if k == result["critical_stage"] else "")
+                for k, t in result["stage_timing"].items()))
     else:
         result["ceiling_mhz"], result["fmax_ratio"] = None, None
     return result, fit

@@ -27,13 +27,14 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_yosys
+from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_yosys, stage_order
 
 __all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
            "child_modules",
@@ -342,6 +343,86 @@ def stage_counts(module: dict, top: str, stages) -> dict:
     return {name: classify(types) for name, types in by_type.items()}
 
 
+#: ECP5 cells whose inputs end a clocked path (every input but the clock): flip-flops and the
+#: write side of distributed and block RAM.
+_ECP5_ENDPOINTS = re.compile(r"TRELLIS_FF|TRELLIS_DPR16X4|DP16KD")
+_ENDMODULE = re.compile(r"^\s*endmodule\b")
+_SRC = re.compile(r"(?:^|\|)([^|:]+):(\d+)\.")
+
+
+def module_lines(work_dir, verilog_names) -> dict:
+    """{Verilog file name: [(first line, last line, module name)]}, lines counted from 1."""
+    spans = {}
+    for name in verilog_names:
+        rows, start = [], None
+        for n, line in enumerate((Path(work_dir) / name).read_text(errors="replace").splitlines(), 1):
+            m = _MODULE.match(line)
+            if m:
+                start = (n, m.group(1))
+            elif start and _ENDMODULE.match(line):
+                rows.append((start[0], n, start[1]))
+                start = None
+        spans[name] = rows
+    return spans
+
+
+def stage_timing(report: dict, module: dict, spans: dict, parent: str) -> tuple[dict, str | None]:
+    """Where the clock goes, stage by stage, from nextpnr's ``--detailed-timing-report`` (ECP5).
+
+    Every register input (flip-flop or RAM write port, :data:`_ECP5_ENDPOINTS`) is the end of
+    clocked paths; its arrival time is that of the slowest one. An endpoint belongs to the stage
+    whose Verilog module wrote its cell: the cell's ``src`` attribute in the placed netlist
+    ``module`` (Yosys JSON) names a line of one of the Verilog files, and ``spans``
+    (:func:`module_lines`) says which module holds that line. The stages are the modules one
+    level below ``parent`` (``lutnet_top`` -> ``encoder``, ``layer0``, ..., ``head``), with what
+    is below them. Everything else is ``glue``: ``parent``'s own registers (valid bits), a board
+    top's UART and frame buffer, and cells whose source line synthesis did not keep (the output
+    register of a stall-free buffer, which Yosys folds into the RAM's read port and maps anew).
+
+    Returns ({stage: {endpoints, median_ns, worst_ns}} in data-flow order (:func:`stage_order`),
+    the stage of the critical path's endpoint). The times are arrivals at the register input:
+    the report has no setup times (0 ns on ECP5 data inputs, about 0.4 ns on the set/reset
+    input LSR), so ``1000 / worst_ns`` bounds from above the Fmax a stage alone would allow,
+    and nextpnr's critical path is its endpoint's arrival plus that endpoint's setup.
+    """
+    cells = module.get("cells", {})
+    prefix = parent + "."
+    arrival = {}
+
+    def stage_of(cell_name: str) -> str:
+        src = cells.get(cell_name, {}).get("attributes", {}).get("src", "")
+        for file, line in _SRC.findall(src):
+            for first, last, name in spans.get(file, ()):
+                if first <= int(line) <= last:
+                    if name.startswith(prefix):
+                        return name[len(prefix):].split(".")[0]
+                    return "glue"
+        return "glue"
+
+    for net in report.get("detailed_net_timings", []):
+        for end in net.get("endpoints", []):
+            cell = cells.get(end.get("cell"))
+            if cell is None or not _ECP5_ENDPOINTS.fullmatch(cell["type"]):
+                continue
+            key = end["cell"], end.get("port")
+            arrival[key] = max(arrival.get(key, 0.0), float(end["delay"][-1]))
+    by_stage = {}
+    for (cell_name, _), ns in arrival.items():
+        by_stage.setdefault(stage_of(cell_name), []).append(ns)
+    out = {}
+    for stage in sorted(by_stage, key=stage_order):
+        ns = sorted(by_stage[stage])
+        out[stage] = {"endpoints": len(ns), "median_ns": round(statistics.median(ns), 3),
+                      "worst_ns": round(ns[-1], 3)}
+    critical = None
+    for path in report.get("critical_paths", []):
+        if "<async>" not in (path.get("from"), path.get("to")) and path.get("path"):
+            end = path["path"][-1].get("to", {}).get("cell")
+            if end in cells:
+                critical = stage_of(end)
+    return out, critical
+
+
 def synth_counts(work_dir, verilog_files, top: str, target, log=print) -> dict:
     """Map ``top`` (in ``verilog_files``) to ``target``'s fabric with Yosys in ``work_dir``.
 
@@ -423,7 +504,8 @@ def _timing(report: dict) -> tuple[float | None, dict, dict | None]:
 
 def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bool = True,
                     freq_mhz: float | None = None, bitstream: bool = True, stages=None,
-                    workers: int | None = None, check=None, log=print) -> dict:
+                    workers: int | None = None, check=None, stage_parent: str | None = None,
+                    log=print) -> dict:
     """Synthesize ``top`` with Yosys, place and route it with nextpnr on ``target``'s part and, for
     a board top, pack the bitstream; all in ``work_dir``.
 
@@ -444,6 +526,11 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     ``check``, if given, is called with the result so far (the Yosys counts) between synthesis
     and nextpnr: it may raise (e.g. the design does not fit the part), or return a reason to stop
     there (recorded as ``note``), or None to go on.
+
+    ``stage_parent`` (ECP5 only; the module whose children are the pipeline stages, e.g.
+    ``board_top.core``): also ``stage_timing``, the slowest register input of each stage, and
+    ``critical_stage``, the stage the critical path ends in (:func:`stage_timing`, from
+    nextpnr's detailed timing report).
 
     Returns ``tool``, ``luts`` (LUT4), ``ffs``, ``carry``, ``brams`` (Yosys counts), ``ios``,
     ``fmax_mhz`` (worst clock), ``fmax_by_clock``, ``target_mhz``, ``timing_met``,
@@ -486,6 +573,9 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     args += [f"--{target.device}", "--package", target.package]
     if family == "ecp5" and getattr(target, "speed_grade", ""):
         args += ["--speed", str(target.speed_grade)]
+    per_stage = family == "ecp5" and stage_parent is not None
+    if per_stage:
+        args += ["--detailed-timing-report"]
     if board_pins:
         constraint = "board.pcf" if family == "ice40" else "board.lpf"
         (work_dir / constraint).write_text(pin_constraints(target, ports, freq_mhz))
@@ -512,6 +602,11 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     result.update(fmax_mhz=None if fmax is None else round(fmax, 2), fmax_by_clock=by_clock,
                   timing_met=None if fmax is None else fmax >= freq_mhz, critical_path=critical,
                   utilisation=util, ios=util.get(_IO_BEL[family], [0, 0])[0])
+    if per_stage:
+        netlist = json.loads((work_dir / f"{top}.json").read_text())
+        spans = module_lines(work_dir, [Path(f).name for f in verilog_files])
+        result["stage_timing"], result["critical_stage"] = stage_timing(report, netlist["modules"][top], spans,
+                                                                        stage_parent)
     if board_pins and bitstream:
         packer, out = ("icepack", f"{top}.bin") if family == "ice40" else ("ecppack", f"{top}.bit")
         routed = f"{top}.asc" if family == "ice40" else f"{top}.config"

@@ -200,6 +200,18 @@ def synthesize(verilog: Path, top: str, target: Target, submodules: dict[str, st
 
 # ---- per-stage synthesis ------------------------------------------------------------------
 
+def stage_order(name: str):
+    """encoder, layer0, layer1, ..., head, then anything else (alphabetically), then total."""
+    m = re.fullmatch(r"layer(\d+)", name)
+    if name == "encoder":
+        return (0, 0, "")
+    if m:
+        return (1, int(m.group(1)), "")
+    if name == "head":
+        return (2, 0, "")
+    return (4 if name == "total" else 3, 0, name)
+
+
 def layer_cost(layer) -> int:
     """Connections of a layer IR: rows * inputs, for XNOR (weight bits) and LUT layers alike.
 

@@ -199,6 +199,11 @@ def test_build_ulx3s_stage_by_stage(tmp_path, monkeypatch):
     assert s["logic_levels"]["layer0"] == 1 and s["fit"] == {"estimated_luts": s["luts"], "available_luts": 83640,
                                                              "fits": True, "source": "yosys-board-top"}
     assert (tmp_path / "ulx" / pnr["bitstream"]).stat().st_size > 0 and 0 < pnr["fmax_ratio"] < 1
+    # where the clock goes: the critical path ends in the stage it names, at its slowest arrival
+    timing, critical = pnr["stage_timing"], pnr["critical_path"]
+    assert {"layer0", "head", "glue"} <= set(timing) and pnr["critical_stage"] in timing
+    assert timing[pnr["critical_stage"]]["worst_ns"] == pytest.approx(critical["total_ns"] - critical["setup_ns"],
+                                                                      abs=0.002)
 
 
 @pytest.mark.parametrize("staged", [False, True])

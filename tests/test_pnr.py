@@ -159,8 +159,18 @@ def test_ecp5_core_out_of_context_below_ceiling(tmp_path, ecp5):
     assert [layer.kind for layer in net.layers] == ["lut", "lut"]
     design = generate(net, tmp_path / "core")
     r = pnr.place_and_route(tmp_path / "pnr", [tmp_path / "core" / "lutnet_top.v"], design["top"], ecp5,
-                            board_pins=False, log=quiet)
+                            board_pins=False, stage_parent=design["top"], log=quiet)
     assert r["bitstream"] is None and r["ios"] == 0  # out of context: no I/O buffers
+    # where the clock goes: the registers of each layer and of the head end clocked paths, listed
+    # in data-flow order; the slowest register input of all is the critical path nextpnr reports
+    timing = r["stage_timing"]
+    order = ["encoder", "layer0", "layer1", "head", "glue"]
+    assert {"layer0", "layer1", "head"} <= set(timing) and list(timing) == [k for k in order if k in timing]
+    assert all(0 < t["median_ns"] <= t["worst_ns"] and t["endpoints"] > 0 for t in timing.values())
+    critical = r["critical_path"]
+    assert timing[r["critical_stage"]]["worst_ns"] == pytest.approx(critical["total_ns"] - critical["setup_ns"],
+                                                                    abs=0.002)
+    assert max(t["worst_ns"] for t in timing.values()) <= critical["total_ns"]
     assert r["luts"] > 0 and r["ffs"] > 0 and r["target_mhz"] == 25.0
     assert r["critical_path"]["logic_steps"] >= 2
     ceiling = pnr.fabric_ceiling(ecp5, tmp_path, board_pins=False, log=quiet)
@@ -223,7 +233,8 @@ def test_ecp5_board_top_stage_by_stage(tmp_path, ecp5):
     stages = pnr.child_modules(verilog, "board_top.core")
     assert sorted(stages) == ["board_top.core.encoder", "board_top.core.head", "board_top.core.layer0",
                               "board_top.core.layer1"]
-    r = pnr.place_and_route(tmp_path / "staged", [verilog], "board_top", ecp5, stages=stages, log=quiet)
+    r = pnr.place_and_route(tmp_path / "staged", [verilog], "board_top", ecp5, stages=stages,
+                            stage_parent="board_top.core", log=quiet)
     assert r["synthesis"]["method"] == "per-stage" and set(r["synthesis"]["seconds"]) == {*stages, "glue", "link"}
     assert (tmp_path / "staged" / r["bitstream"]).stat().st_size > 0
     counts = json_counts(tmp_path / "staged" / "board_top.json", "board_top", "ecp5")
@@ -244,6 +255,39 @@ def test_ecp5_board_top_stage_by_stage(tmp_path, ecp5):
     assert r["ffs"] == flat["ffs"]
     assert abs(r["luts"] - flat["luts"]) <= 0.1 * flat["luts"]
     assert r["fmax_mhz"] > 25
+    # the UART's registers are glue, each core stage's are its own
+    assert {"layer0", "layer1", "head", "glue"} <= set(r["stage_timing"]) <= {*per_stage, "glue"}
+
+
+def test_stage_timing_attribution():
+    # endpoints are register inputs only; each goes to the stage whose Verilog module holds the
+    # source line of its cell (nested modules count for their stage, the parent's own lines and
+    # cells without a source line are glue); the slowest arrival of an input is kept
+    spans = {"top.v": [(1, 9, "top"), (10, 19, "top.layer0"), (20, 29, "top.head"), (30, 39, "top.head.argmax")],
+             "other.v": [(1, 5, "uart")]}
+    cells = {"a": ("TRELLIS_FF", "top.v:12.3-13.4|/share/cells_map.v:5.1-5.2"),
+             "b": ("TRELLIS_FF", "/share/cells_map.v:5.1-5.2|top.v:31.1-31.9"),
+             "c": ("TRELLIS_FF", "top.v:3.1-3.2"),
+             "d": ("TRELLIS_FF", "other.v:2.1-2.2"),
+             "e": ("TRELLIS_FF", "/share/cells_map.v:5.1-5.2"),
+             "f": ("LUT4", "top.v:12.1-12.2"),
+             "g": ("TRELLIS_DPR16X4", "top.v:22.1-22.2")}
+    module = {"cells": {n: {"type": t, "attributes": {"src": src}} for n, (t, src) in cells.items()}}
+
+    def net(*ends):
+        return {"endpoints": [{"cell": c, "port": p, "delay": [0.1, d]} for c, p, d in ends]}
+
+    report = {"detailed_net_timings": [
+        net(("a", "DI", 1.0), ("f", "A", 9.0), ("b", "M", 2.5)),
+        net(("a", "DI", 1.5), ("a", "CE", 0.5), ("c", "DI", 0.7), ("d", "DI", 0.9)),
+        net(("e", "DI", 1.1), ("g", "WAD0", 3.0), ("unknown", "DI", 7.0))]}
+    report["critical_paths"] = [{"from": "posedge clk", "to": "posedge clk", "path": [
+        {"type": "routing", "to": {"cell": "g", "port": "WAD0"}}, {"type": "setup", "to": {"cell": "g", "port": "WAD0"}}]}]
+    timing, critical = pnr.stage_timing(report, module, spans, "top")
+    assert critical == "head" and list(timing) == ["layer0", "head", "glue"]
+    assert timing["layer0"] == {"endpoints": 2, "median_ns": 1.0, "worst_ns": 1.5}   # a.DI 1.5, a.CE 0.5
+    assert timing["head"] == {"endpoints": 2, "median_ns": 2.75, "worst_ns": 3.0}    # b.M, g.WAD0
+    assert timing["glue"] == {"endpoints": 3, "median_ns": 0.9, "worst_ns": 1.1}     # c, d, e
 
 
 def test_child_modules_missing_stage(tmp_path, ecp5):

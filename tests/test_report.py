@@ -127,6 +127,24 @@ def test_text_report_numbers_and_xnor_lut_pairing(runs):
     rows = [l.split() for l in text.splitlines()]
     assert ["head", "120", "40", "0", "5"] in rows and ["total", "473", "409", "0", "5"] in rows  # logic levels
     assert ["head", "1185", "144", "0"] in rows                              # the teacher's build: none measured
+    assert "Where the clock goes" not in text                               # no per-stage timing recorded
+
+
+def test_where_the_clock_goes(tmp_path):
+    pnr = {"luts": 300, "ffs": 500, "fmax_mhz": 300.0, "ceiling_mhz": 500.0, "fmax_ratio": 0.6,
+           "critical_stage": "head",
+           "stage_timing": {"glue": {"endpoints": 3, "median_ns": 1.5, "worst_ns": 2.0},
+                            "head": {"endpoints": 40, "median_ns": 2.25, "worst_ns": 3.125},
+                            "layer0": {"endpoints": 20, "median_ns": 1.75, "worst_ns": 2.5}}}
+    write_summary(tmp_path / "b", build_summary("/x/model.npz", LUT_NET, LUT_LAYERS, 0.84, board="ulx3s-85f", pnr=pnr))
+    text = report.render(report.collect([tmp_path]))
+    assert "Where the clock goes" in text
+    rows = [re.split(r"\s{2,}", l.strip()) for l in text.splitlines()]
+    timing = [r for r in rows if r[0] in ("layer0", "head (critical path)", "glue") and len(r) == 6]
+    assert timing == [  # data-flow order; the bound is 1000 / slowest arrival, and its ratio to the ceiling
+        ["layer0", "20", "1.75 ns", "2.50 ns", "400.0 MHz", "0.80"],
+        ["head (critical path)", "40", "2.25 ns", "3.12 ns", "320.0 MHz", "0.64"],
+        ["glue", "3", "1.50 ns", "2.00 ns", "500.0 MHz", "1.00"]]
 
 
 def test_pairing_falls_back_to_the_path_and_all_builds_are_compared(runs):
