@@ -117,25 +117,77 @@ def _error_lines(text: str, returncode: int) -> str:
     return detail if len(detail) <= 400 else detail[:400] + "..."
 
 
+#: Seconds between progress lines while a tool runs (with the step nextpnr's log says it is at).
+PROGRESS_SECONDS = 20.0
+
+_ROUTING = re.compile(r"^Info: Routing (\d+) arcs\.")
+_ROUTE_ROW = re.compile(r"^Info:\s+\d+ \|.*\|\s+(\d+)\|")
+_HEAP_ROW = re.compile(r"^Info:\s+at iteration #(\d+), type ALL")
+
+
+def nextpnr_step(log_text: str) -> str | None:
+    """What a running nextpnr is doing, from the log it has written so far: packing, placing
+    (with the analytic placer's iteration), refining the placement, routing (with the arcs left
+    of those to route), or the timing analysis after routing; None before the first step."""
+    arcs, step = None, None
+    for line in log_text.splitlines():
+        if line.startswith("Info: Packing"):
+            step = "packing"
+        elif line.startswith("Info: Running main analytical placer"):
+            step = "placing"
+        elif m := _HEAP_ROW.match(line):
+            step = f"placing (analytic iteration {m.group(1)})"
+        elif line.startswith("Info: Running simulated annealing"):
+            step = "refining the placement"
+        elif m := _ROUTING.match(line):
+            arcs, step = int(m.group(1)), "routing"
+        elif arcs and (m := _ROUTE_ROW.match(line)):
+            step = f"routing ({int(m.group(1)):,} of {arcs:,} arcs left)"
+        elif line.startswith("Info: Routing complete"):
+            step = "timing analysis"
+    return step
+
+
 def _run(tool: str, args: list[str], cwd: Path, log, what: str) -> float:
-    """Run a YoWASP tool in ``cwd``; returns its seconds. Failure -> PnrError with its error lines."""
+    """Run a YoWASP tool in ``cwd``; returns its seconds. Failure -> PnrError with its error lines.
+
+    Every :data:`PROGRESS_SECONDS` while it runs, a line with the seconds so far (and, for
+    nextpnr with a log file, the step it is at: :func:`nextpnr_step`)."""
     cmd = tool_command(tool)
+    log_file = cwd / args[args.index("-l") + 1] if "-l" in args else None
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd + args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, errors="replace")
+        proc = subprocess.Popen(cmd + args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
     except OSError as e:
         raise PnrError(f"cannot run {tool} ({e}); install it with `pip install {_TOOLS[tool][3]}`") from None
+    try:
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=PROGRESS_SECONDS)
+                break
+            except subprocess.TimeoutExpired:   # no output is lost: communicate() goes on reading
+                step = None
+                if log_file is not None and tool.startswith("nextpnr"):
+                    try:
+                        step = nextpnr_step(log_file.read_text(errors="replace"))
+                    except OSError:
+                        pass
+                log(f"  {tool} ({what}): {time.perf_counter() - start:.0f} s" + (f", {step}" if step else ""))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         log_text = ""
-        if "-l" in args:
+        if log_file is not None:
             try:
-                log_text = (cwd / args[args.index("-l") + 1]).read_text(errors="replace")
+                log_text = log_file.read_text(errors="replace")
             except OSError:
                 pass
         # nextpnr prints its ERROR lines on stderr and in its log: read both, keep each once
-        detail = _error_lines(proc.stderr + "\n" + proc.stdout + "\n" + log_text, proc.returncode)
+        detail = _error_lines(stderr + "\n" + stdout + "\n" + log_text, proc.returncode)
         raise PnrError(f"{tool} ({what}) failed: {detail}")
     log(f"  {tool} ({what}): {seconds:.1f} s")
     return seconds

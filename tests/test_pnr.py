@@ -5,6 +5,7 @@ Designs are tiny (a hand-written board top, a small random net), so each tool ru
 """
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,68 @@ def test_child_modules_missing_stage(tmp_path, ecp5):
     assert pnr.child_modules(v, "board_top") == []
     with pytest.raises(pnr.PnrError, match="no Verilog module 'board_top.core.layer0'"):
         pnr.place_and_route(tmp_path / "pnr", [v], "board_top", ecp5, stages=["board_top.core.layer0"], log=quiet)
+
+
+NEXTPNR_LOG = """\
+Info: Packing IOs..
+Info: Packing LUTs...
+Info: Running main analytical placer, max placement attempts per cell = 7567995.
+Info:     at iteration #1, type ALL: wirelen solved = 78, spread = 52000, legal = 75266; time = 2.77s
+Info:     at iteration #2, type ALL: wirelen solved = 3901, spread = 32376, legal = 56786; time = 2.02s
+Info: HeAP Placer Time: 15.73s
+Info: Running simulated annealing placer for refinement.
+Info: Routing..
+Info: Routing 16156 arcs.
+Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |
+Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|
+Info:       1000 |      230        769 |  230   769 |     15451|       0.53       0.53|
+Info:       2000 |      517       1482 |  287   713 |     14828|       0.40       0.93|
+Info: Routing complete.
+"""
+
+
+def test_nextpnr_step():
+    lines = NEXTPNR_LOG.splitlines()
+    steps = [pnr.nextpnr_step("\n".join(lines[:n])) for n in (0, 1, 3, 4, 5, 7, 9, 11, 12, 13, 14)]
+    assert steps == [None, "packing", "placing", "placing (analytic iteration 1)", "placing (analytic iteration 2)",
+                     "refining the placement", "routing", "routing", "routing (15,451 of 16,156 arcs left)",
+                     "routing (14,828 of 16,156 arcs left)", "timing analysis"]
+
+
+# a stand-in for nextpnr: writes its log (-l) in two halves a while apart, then exits with the code given
+FAKE_TOOL = """\
+import sys, time
+args, text = sys.argv[1:], sys.argv[1]
+log = args[args.index("-l") + 1]
+half = len(text) // 2
+with open(log, "w") as f:
+    f.write(text[:half]); f.flush(); time.sleep(0.6)
+    f.write(text[half:]); f.flush(); time.sleep(0.6)
+if args[-1] != "0":
+    print("ERROR: no routing resources left", file=sys.stderr)
+sys.exit(int(args[-1]))
+"""
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_progress_lines_while_a_tool_runs(tmp_path, monkeypatch, code):
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE_TOOL)
+    monkeypatch.setattr(pnr, "tool_command", lambda tool: [sys.executable, str(script)])
+    monkeypatch.setattr(pnr, "PROGRESS_SECONDS", 0.25)
+    lines = []
+    args = [NEXTPNR_LOG, "-l", "nextpnr.log", str(code)]
+    if code:
+        with pytest.raises(pnr.PnrError, match=r"^nextpnr-ecp5 \(place and route\) failed: ERROR: no routing "
+                                               r"resources left$"):
+            pnr._run("nextpnr-ecp5", args, tmp_path, lines.append, "place and route")
+    else:
+        seconds = pnr._run("nextpnr-ecp5", args, tmp_path, lines.append, "place and route")
+        assert seconds >= 1.2 and lines[-1] == f"  nextpnr-ecp5 (place and route): {seconds:.1f} s"
+    progress = [l for l in lines if l.startswith("  nextpnr-ecp5 (place and route): ") and "," in l]
+    # lines with the seconds so far and the step the log has reached: the end of the placement
+    # (its first half), then routing done (all of it)
+    steps = [l.split(" s, ", 1)[1] for l in progress]
+    assert steps[0] == "refining the placement" and steps[-1] == "timing analysis", lines
+    assert [int(l.split(": ")[1].split(" s")[0]) for l in progress] == sorted(
+        int(l.split(": ")[1].split(" s")[0]) for l in progress)
