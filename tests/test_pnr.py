@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lutnet import pnr, targets
+from lutnet import pnr, synth, targets
 from lutnet.hdl.board import generate_board
 from lutnet.hdl.emit import generate
 from netgen import random_net
@@ -344,7 +344,7 @@ def test_progress_lines_while_a_tool_runs(tmp_path, monkeypatch, code):
     script = tmp_path / "fake.py"
     script.write_text(FAKE_TOOL)
     monkeypatch.setattr(pnr, "tool_command", lambda tool: [sys.executable, str(script)])
-    monkeypatch.setattr(pnr, "PROGRESS_SECONDS", 0.25)
+    monkeypatch.setattr(synth, "PROGRESS_SECONDS", 0.25)
     lines = []
     args = [NEXTPNR_LOG, "-l", "nextpnr.log", str(code)]
     if code:

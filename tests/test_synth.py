@@ -8,6 +8,8 @@ hierarchy), but ABC's mapping depends on the order of the netlist's objects, whi
 what else was in the Yosys process (its global auto-name counters); that moves a stage's count
 by a few per cent either way. We allow 10 % per stage (at least 4 LUTs) and 4 % in total.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -105,6 +107,20 @@ def test_yosys_error_is_named(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("yosys (broken) failed: broken.v:2: ERROR: syntax error")
     assert "see " not in msg  # nothing that points into a deleted folder
+
+
+def test_yosys_progress_names_the_pass(tmp_path, monkeypatch):
+    # a progress line every PROGRESS_SECONDS (here 0.1 s) with the seconds so far and the pass the
+    # log has reached; none without a log callback
+    assert synth.yosys_step("") is None
+    assert synth.yosys_step("2.1. Executing HIERARCHY pass.\n2.46.12. Executing ABC9 pass (map).\n") == "ABC9 pass"
+    monkeypatch.setattr(synth, "PROGRESS_SECONDS", 0.1)
+    net = random_net(np.random.default_rng(0), features=4, input_bits=2, levels=1, widths=[24], classes=3, lut=True)
+    generate(net, tmp_path)
+    lines = []
+    synth._stat(tmp_path, ["lutnet_top.v"], "lutnet_top", targets.load("icebreaker"), what="core", log=lines.append)
+    assert lines and all(re.fullmatch(r"  yosys \(core\): \d+ s(, [A-Z0-9_]+ pass)?", l) for l in lines), lines
+    assert any(l.endswith(" pass") for l in lines), lines
 
 
 def test_out_of_memory_message():
