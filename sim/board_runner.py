@@ -163,7 +163,7 @@ def verify_board(build_dir, x, expected_classes, *, simulator: str = "verilator"
                 "LUTNET_RESULTS": str(run_dir / "results.json"), "LUTNET_BOARD_PREFIX": str(int(prefix_bytes)),
                 "LUTNET_BOARD_SKEW": repr(float(skew))})
     log(f"{simulator}: sending {len(x)} frames of {n} bytes at {board['divisor']} cycles per bit")
-    entry, wall = run_test(simulator, env, sim_build, run_dir, BENCH_MODULE, TB_TOP, TEST_NAME)
+    entry, wall = run_test(simulator, env, sim_build, run_dir, BENCH_MODULE, TB_TOP, TEST_NAME, log=log)
     passed = entry["mismatches"] == 0 and not entry["errors"]
     log(f"{simulator}: {entry['vectors']} frames, {entry['mismatches']} mismatches, "
         f"{entry['cycles']} cycles in {wall:.1f} s")

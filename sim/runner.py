@@ -303,31 +303,79 @@ def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[
                           lambda sim_build: _control_files(simulator, design, sim_build))
 
 
+#: The file (in the run folder) where a bench says how far it is (``$LUTNET_PROGRESS``).
+PROGRESS_FILE = "progress.txt"
+
+
+@contextlib.contextmanager
+def _progress(path: Path, label: str, log):
+    """While the block runs, every :data:`lutnet.synth.PROGRESS_SECONDS`, ``log`` gets
+    ``  LABEL: N s`` and the line the bench last wrote to ``path``, if any."""
+    import threading
+
+    from lutnet import synth
+
+    if log is None:
+        yield
+        return
+    done, start = threading.Event(), time.perf_counter()
+
+    def watch():
+        while not done.wait(synth.PROGRESS_SECONDS):
+            try:
+                said = path.read_text().strip()
+            except OSError:
+                said = ""
+            log(f"  {label}: {time.perf_counter() - start:.0f} s" + (f", {said}" if said else ""))
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def write_progress(text: str) -> None:
+    """For a bench: say how far it is, in the file ``$LUTNET_PROGRESS`` names (if any)."""
+    path = os.environ.get("LUTNET_PROGRESS")
+    if path:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+
 def run_test(simulator: str, env: dict, sim_build: Path, run_dir: Path, module: str, top: str, test: str,
-             seed: int | None = None) -> tuple[dict, float]:
+             seed: int | None = None, log=None) -> tuple[dict, float]:
     """Run cocotb test ``test`` of ``module`` on the compiled ``top`` in ``run_dir``; the bench
     writes its findings to ``run_dir/results.json`` (``$LUTNET_RESULTS``). Returns (that test's
     entry, wall seconds). A simulator that does not start, or ends without results, is a
-    SimulationError with the tail of ``run_dir/sim.log``; a failed test is not (its entry says)."""
+    SimulationError with the tail of ``run_dir/sim.log``; a failed test is not (its entry says).
+    With ``log``, a progress line every :data:`lutnet.synth.PROGRESS_SECONDS` with what the
+    bench last said (:func:`write_progress`)."""
     from cocotb_tools.runner import get_runner
 
-    log = run_dir / "sim.log"
+    sim_log = run_dir / "sim.log"
+    progress = run_dir / PROGRESS_FILE
     start = time.perf_counter()
-    with _environ(env):
+    with _environ({**env, "LUTNET_PROGRESS": str(progress)}), _progress(progress, simulator, log):
         runner = get_runner(simulator)
         try:
             runner.test(test_module=module, hdl_toplevel=top, hdl_toplevel_lang="verilog", testcase=test,
                         seed=seed, build_dir=sim_build, test_dir=run_dir,
-                        results_xml=str(run_dir / "results.xml"), log_file=log)
+                        results_xml=str(run_dir / "results.xml"), log_file=sim_log)
         except SystemExit:
             pass   # cocotb's runner exits on a failed test under pytest; the results file tells
         except RuntimeError as e:
-            raise SimulationError(f"{simulator} simulation failed to start ({e}); log {log}:\n{_tail(log)}") from None
+            raise SimulationError(f"{simulator} simulation failed to start ({e}); log {sim_log}:\n"
+                                  f"{_tail(sim_log)}") from None
     wall = time.perf_counter() - start
     try:
         entry = json.loads((run_dir / "results.json").read_text())[test]
     except (OSError, ValueError, KeyError):
-        raise SimulationError(f"{simulator} simulation ended without results; log {log}:\n{_tail(log)}") from None
+        raise SimulationError(f"{simulator} simulation ended without results; log {sim_log}:\n{_tail(sim_log)}") from None
     return entry, wall
 
 

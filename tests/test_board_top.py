@@ -1,6 +1,7 @@
 """The board top (hdl/board.py): UART in the Amaranth simulator, then the whole board_top over the
 simulated UART on Verilator and Icarus (sim/board_runner.py), against the golden model."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -255,6 +256,24 @@ def test_board_matches_golden(board, build_root, simulator):
     assert r["vectors"] == N_VECTORS and r["mismatches"] == 0 and r["errors"] == []
     assert r["got_classes"] == classes.tolist()
     assert r["cycles"] >= N_VECTORS * 4 * 10 * 5
+
+
+def test_board_progress_lines(board, build_root, monkeypatch):
+    # while the simulator runs, a line every PROGRESS_SECONDS (here 0.05 s) with the wall seconds
+    # and the frames the bench has seen answered; the bench's last note counts them all
+    need("icarus")
+    from lutnet import synth
+
+    monkeypatch.setattr(synth, "PROGRESS_SECONDS", 0.05)
+    folder, x, classes = board
+    lines = []
+    r = board_runner.verify_board(folder, x[:20], classes[:20], simulator="icarus", build_root=build_root,
+                                  log=lines.append, keep_run_dir=True)
+    assert r["passed"]
+    progress = [l for l in lines if l.startswith("  icarus: ")]
+    assert progress and all(re.fullmatch(r"  icarus: \d+ s(, \d+ of 20 frames answered)?", l) for l in progress), lines
+    notes = sorted(build_root.rglob(f"board-run-*/{runner.PROGRESS_FILE}"), key=lambda p: p.stat().st_mtime)
+    assert notes[-1].read_text() == "20 of 20 frames answered"
 
 
 def test_board_mismatch_detected(board, build_root):
