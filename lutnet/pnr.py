@@ -149,8 +149,8 @@ def nextpnr_step(log_text: str) -> str | None:
 def _run(tool: str, args: list[str], cwd: Path, log, what: str) -> float:
     """Run a YoWASP tool in ``cwd``; returns its seconds. Failure -> PnrError with its error lines.
 
-    While it runs, a progress line every :data:`lutnet.synth.PROGRESS_SECONDS` (for nextpnr
-    with a log file, with the step it is at: :func:`nextpnr_step`)."""
+    While it runs, progress lines (:mod:`lutnet.progress`; for nextpnr with a log file, with the
+    step it is at: :func:`nextpnr_step`)."""
     cmd = tool_command(tool)
     log_file = cwd / args[args.index("-l") + 1] if "-l" in args else None
     try:

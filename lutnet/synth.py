@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .progress import progress_lines
 from .targets import Target
 
 #: Default slice budget: weight bits (rows * n_in) per Yosys process for a layer. Measured on
@@ -70,9 +71,6 @@ def _failure_message(text: str, returncode: int) -> str:
     return f"yosys failed: {detail}"
 
 
-#: Seconds between progress lines while a tool runs (:func:`run_logged`).
-PROGRESS_SECONDS = 20.0
-
 _YOSYS_PASS = re.compile(r"^\d+(?:\.\d+)*\. Executing (\S+) pass", re.M)
 
 
@@ -85,28 +83,17 @@ def yosys_step(log_text: str) -> str | None:
 def run_logged(cmd: list[str], cwd: Path, log_file: Path | None, label: str, log=None,
                step=None) -> tuple[int, str, str, float]:
     """Run ``cmd`` in ``cwd`` (no stdin, stdout and stderr captured) and return (exit code,
-    stdout, stderr, seconds). While it runs, every :data:`PROGRESS_SECONDS`, ``log`` gets a line
-    ``  LABEL: N s`` with, if ``step`` is given, ``step(text of log_file so far)`` after it (the
-    step the tool is at; None leaves it out). Interrupted, the tool is killed. OSError (no such
-    program) is the caller's to turn into a message."""
+    stdout, stderr, seconds), with progress lines for ``log`` (:func:`lutnet.progress.progress_lines`)
+    that say ``step(text of log_file so far)``: the step the tool is at. Interrupted, the tool
+    is killed. OSError (no such program) is the caller's to turn into a message."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, errors="replace")
+    status = None if step is None or log_file is None else \
+        (lambda: step(Path(log_file).read_text(errors="replace")))
     try:
-        while True:
-            try:
-                stdout, stderr = proc.communicate(timeout=PROGRESS_SECONDS)
-                break
-            except subprocess.TimeoutExpired:   # no output is lost: communicate() goes on reading
-                if log is None:
-                    continue
-                where = None
-                if step is not None and log_file is not None:
-                    try:
-                        where = step(Path(log_file).read_text(errors="replace"))
-                    except OSError:
-                        pass
-                log(f"  {label}: {time.perf_counter() - start:.0f} s" + (f", {where}" if where else ""))
+        with progress_lines(label, log, status):
+            stdout, stderr = proc.communicate()
     except BaseException:
         proc.kill()
         proc.wait()
@@ -117,7 +104,7 @@ def run_logged(cmd: list[str], cwd: Path, log_file: Path | None, label: str, log
 def run_yosys(script: str, cwd: Path, name: str = "synth", what: str = "", log=None) -> None:
     """Run a Yosys script (one command per line) in ``cwd``; YoWASP sees only that folder, so
     paths in the script are relative. Writes ``name.ys`` and ``name.log`` there. With ``log``,
-    a progress line every :data:`PROGRESS_SECONDS` names the pass it is in.
+    progress lines name the pass it is in.
 
     On failure the :class:`SynthError` message is read from the log and stderr right away (the
     folder may be temporary)."""

@@ -307,36 +307,6 @@ def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[
 PROGRESS_FILE = "progress.txt"
 
 
-@contextlib.contextmanager
-def _progress(path: Path, label: str, log):
-    """While the block runs, every :data:`lutnet.synth.PROGRESS_SECONDS`, ``log`` gets
-    ``  LABEL: N s`` and the line the bench last wrote to ``path``, if any."""
-    import threading
-
-    from lutnet import synth
-
-    if log is None:
-        yield
-        return
-    done, start = threading.Event(), time.perf_counter()
-
-    def watch():
-        while not done.wait(synth.PROGRESS_SECONDS):
-            try:
-                said = path.read_text().strip()
-            except OSError:
-                said = ""
-            log(f"  {label}: {time.perf_counter() - start:.0f} s" + (f", {said}" if said else ""))
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
 def write_progress(text: str) -> None:
     """For a bench: say how far it is, in the file ``$LUTNET_PROGRESS`` names (if any)."""
     path = os.environ.get("LUTNET_PROGRESS")
@@ -353,14 +323,17 @@ def run_test(simulator: str, env: dict, sim_build: Path, run_dir: Path, module: 
     writes its findings to ``run_dir/results.json`` (``$LUTNET_RESULTS``). Returns (that test's
     entry, wall seconds). A simulator that does not start, or ends without results, is a
     SimulationError with the tail of ``run_dir/sim.log``; a failed test is not (its entry says).
-    With ``log``, a progress line every :data:`lutnet.synth.PROGRESS_SECONDS` with what the
-    bench last said (:func:`write_progress`)."""
+    With ``log``, progress lines (:mod:`lutnet.progress`) with what the bench last said
+    (:func:`write_progress`)."""
     from cocotb_tools.runner import get_runner
+
+    from lutnet.progress import progress_lines
 
     sim_log = run_dir / "sim.log"
     progress = run_dir / PROGRESS_FILE
     start = time.perf_counter()
-    with _environ({**env, "LUTNET_PROGRESS": str(progress)}), _progress(progress, simulator, log):
+    with _environ({**env, "LUTNET_PROGRESS": str(progress)}), \
+            progress_lines(simulator, log, lambda: progress.read_text().strip()):
         runner = get_runner(simulator)
         try:
             runner.test(test_module=module, hdl_toplevel=top, hdl_toplevel_lang="verilog", testcase=test,

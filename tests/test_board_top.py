@@ -262,9 +262,9 @@ def test_board_progress_lines(board, build_root, monkeypatch):
     # while the simulator runs, a line every PROGRESS_SECONDS (here 0.05 s) with the wall seconds
     # and the frames the bench has seen answered; the bench's last note counts them all
     need("icarus")
-    from lutnet import synth
+    from lutnet import progress
 
-    monkeypatch.setattr(synth, "PROGRESS_SECONDS", 0.05)
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.05)
     folder, x, classes = board
     lines = []
     r = board_runner.verify_board(folder, x[:20], classes[:20], simulator="icarus", build_root=build_root,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lutnet import pnr, synth, targets
+from lutnet import pnr, progress, targets
 from lutnet.hdl.board import generate_board
 from lutnet.hdl.emit import generate
 from netgen import random_net
@@ -344,7 +344,7 @@ def test_progress_lines_while_a_tool_runs(tmp_path, monkeypatch, code):
     script = tmp_path / "fake.py"
     script.write_text(FAKE_TOOL)
     monkeypatch.setattr(pnr, "tool_command", lambda tool: [sys.executable, str(script)])
-    monkeypatch.setattr(synth, "PROGRESS_SECONDS", 0.25)
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.25)
     lines = []
     args = [NEXTPNR_LOG, "-l", "nextpnr.log", str(code)]
     if code:
@@ -354,10 +354,10 @@ def test_progress_lines_while_a_tool_runs(tmp_path, monkeypatch, code):
     else:
         seconds = pnr._run("nextpnr-ecp5", args, tmp_path, lines.append, "place and route")
         assert seconds >= 1.2 and lines[-1] == f"  nextpnr-ecp5 (place and route): {seconds:.1f} s"
-    progress = [l for l in lines if l.startswith("  nextpnr-ecp5 (place and route): ") and "," in l]
+    said = [l for l in lines if l.startswith("  nextpnr-ecp5 (place and route): ") and "," in l]
     # lines with the seconds so far and the step the log has reached: the end of the placement
     # (its first half), then routing done (all of it)
-    steps = [l.split(" s, ", 1)[1] for l in progress]
+    steps = [l.split(" s, ", 1)[1] for l in said]
     assert steps[0] == "refining the placement" and steps[-1] == "timing analysis", lines
-    assert [int(l.split(": ")[1].split(" s")[0]) for l in progress] == sorted(
-        int(l.split(": ")[1].split(" s")[0]) for l in progress)
+    seconds = [int(l.split(": ")[1].split(" s")[0]) for l in said]
+    assert seconds == sorted(seconds)

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 
-from lutnet import synth, targets
+from lutnet import progress, synth, targets
 from lutnet.hdl.emit import generate
 from lutnet.hdl.top import LutnetTop
 from lutnet.ir import LutLayer, Network, XnorLayer
@@ -114,7 +114,7 @@ def test_yosys_progress_names_the_pass(tmp_path, monkeypatch):
     # log has reached; none without a log callback
     assert synth.yosys_step("") is None
     assert synth.yosys_step("2.1. Executing HIERARCHY pass.\n2.46.12. Executing ABC9 pass (map).\n") == "ABC9 pass"
-    monkeypatch.setattr(synth, "PROGRESS_SECONDS", 0.1)
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.1)
     net = random_net(np.random.default_rng(0), features=4, input_bits=2, levels=1, widths=[24], classes=3, lut=True)
     generate(net, tmp_path)
     lines = []
