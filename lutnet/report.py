@@ -382,8 +382,9 @@ def _comparison_blocks(c: dict, with_ratio: bool, image: str | None = None) -> l
 
 def document(data: dict, plots: dict | None = None) -> list:
     """The report as blocks: ("h", level, text), ("p", text), ("list", items), ("table", header,
-    rows), ("img", file, alt). ``plots`` maps keys ("pareto", ("cost", build path), ("confusion",
-    model name)) to image file names; without it the document has no images."""
+    rows), ("img", file, alt). ``plots`` maps keys ("pareto", ("cost", build path), ("timing",
+    build path), ("confusion", model name)) to image file names; without it the document has no
+    images."""
     plots = plots or {}
     blocks = [("h", 1, "lutnet report")]
     runs = [m["run"] for m in data["models"] if m["kind"] == "train"]
@@ -424,6 +425,8 @@ def document(data: dict, plots: dict | None = None) -> list:
             blocks.append(("table", HARDWARE_HEADER, [_hardware_row(b)]))
             if (b.get("pnr") or {}).get("stage_timing"):
                 blocks += _timing_blocks(b["pnr"])
+                if ("timing", b["_path"]) in plots:
+                    blocks.append(("img", plots[("timing", b["_path"])], f"where the clock goes in {b['_path']}"))
             if ("cost", b["_path"]) in plots:
                 blocks.append(("img", plots[("cost", b["_path"])], f"LUTs and FFs per stage of {b['_path']}"))
 
@@ -592,6 +595,26 @@ def plot_costs(build: dict) -> bytes:
     return _png(fig)
 
 
+def plot_timing(build: dict) -> bytes:
+    """Where the clock goes: per stage, the median and the slowest arrival at its registers,
+    against the fabric ceiling's period and the period at 0.8 of the ceiling."""
+    pnr = build["pnr"]
+    timing = sorted(pnr["stage_timing"].items(), key=lambda kv: stage_order(kv[0]))
+    names = [name for name, _ in timing][::-1]   # data flow from the top down
+    fig = _figure(7, 0.45 * len(names) + 2.0)
+    ax = fig.subplots()
+    ax.barh(names, [t["worst_ns"] for _, t in timing][::-1], color="tab:red", label="slowest arrival")
+    ax.barh(names, [t["median_ns"] for _, t in timing][::-1], color="tab:blue", label="median arrival")
+    if pnr.get("ceiling_mhz"):
+        period = 1000 / pnr["ceiling_mhz"]
+        ax.axvline(period, color="black", linestyle=":", label=f"ceiling period {period:.2f} ns")
+        ax.axvline(period / 0.8, color="black", linestyle="--", label=f"0.8 x ceiling: {period / 0.8:.2f} ns")
+    ax.set_xlabel("ns from the clock edge")
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+    ax.set_title(f"{build['_path']}: where the clock goes ({pnr.get('fmax_mhz')} MHz)", fontsize=10)
+    return _png(fig)
+
+
 def plot_comparison(c: dict, names: list[str]) -> bytes:
     """LUTs per stage of the compared builds as grouped bars (log scale: stages differ by 100x)."""
     stages = c["stages"]
@@ -689,6 +712,9 @@ def write(summaries: list[dict], out_dir, *, log=print) -> dict:
         if b.get("layers"):
             name = f"{_slug('cost ' + b['_path'], taken)}.png"
             images[name], plots[("cost", b["_path"])] = plot_costs(b), name
+        if (b.get("pnr") or {}).get("stage_timing"):
+            name = f"{_slug('timing ' + b['_path'], taken)}.png"
+            images[name], plots[("timing", b["_path"])] = plot_timing(b), name
     for m in data["models"]:
         if "confusion" in m:
             name = f"{_slug('confusion ' + m['name'], taken)}.png"

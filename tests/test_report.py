@@ -130,13 +130,16 @@ def test_text_report_numbers_and_xnor_lut_pairing(runs):
     assert "Where the clock goes" not in text                               # no per-stage timing recorded
 
 
+TIMED_PNR = {"luts": 300, "ffs": 500, "fmax_mhz": 300.0, "ceiling_mhz": 500.0, "fmax_ratio": 0.6,
+             "critical_stage": "head",
+             "stage_timing": {"glue": {"endpoints": 3, "median_ns": 1.5, "worst_ns": 2.0},
+                              "head": {"endpoints": 40, "median_ns": 2.25, "worst_ns": 3.125},
+                              "layer0": {"endpoints": 20, "median_ns": 1.75, "worst_ns": 2.5}}}
+
+
 def test_where_the_clock_goes(tmp_path):
-    pnr = {"luts": 300, "ffs": 500, "fmax_mhz": 300.0, "ceiling_mhz": 500.0, "fmax_ratio": 0.6,
-           "critical_stage": "head",
-           "stage_timing": {"glue": {"endpoints": 3, "median_ns": 1.5, "worst_ns": 2.0},
-                            "head": {"endpoints": 40, "median_ns": 2.25, "worst_ns": 3.125},
-                            "layer0": {"endpoints": 20, "median_ns": 1.75, "worst_ns": 2.5}}}
-    write_summary(tmp_path / "b", build_summary("/x/model.npz", LUT_NET, LUT_LAYERS, 0.84, board="ulx3s-85f", pnr=pnr))
+    write_summary(tmp_path / "b", build_summary("/x/model.npz", LUT_NET, LUT_LAYERS, 0.84, board="ulx3s-85f",
+                                                pnr=TIMED_PNR))
     text = report.render(report.collect([tmp_path]))
     assert "Where the clock goes" in text
     rows = [re.split(r"\s{2,}", l.strip()) for l in text.splitlines()]
@@ -169,11 +172,15 @@ def test_pairing_falls_back_to_the_path_and_all_builds_are_compared(runs):
 
 def test_written_report_embeds_every_plot(runs, tmp_path):
     out = tmp_path / "rep"
+    # a third build, placed and routed on ECP5 with per-stage timing: its own timing plot
+    write_summary(runs / "timed", build_summary("/x/model.npz", LUT_NET, LUT_LAYERS, 0.84, board="ulx3s-85f",
+                                                pnr=TIMED_PNR))
     record = report.write(report.collect([runs]), out, log=lambda m: None)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted(f for f in record["files"] if f.endswith(".png"))
     assert {"pareto.png", "comparison.png"} <= set(pngs) and sum(p.startswith("pair-") for p in pngs) == 1
-    assert sum(p.startswith("cost-") for p in pngs) == 2
+    timing = [p for p in pngs if p.startswith("timing-")]
+    assert sum(p.startswith("cost-") for p in pngs) == 3 and len(timing) == 1 and "timed" in timing[0]
     for p in pngs:
         assert (out / p).read_bytes().startswith(PNG_MAGIC)
     page = (out / "report.html").read_text()
