@@ -29,4 +29,7 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/build"
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/icebreaker" --board icebreaker --verify 10
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ulx3s" --board ulx3s-85f $PIPE
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
-$BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4"
+# A hardware probe: the K = 4 net rewired locally (tables kept, accuracy lost), to see where the clock goes.
+$BIN/python bench/local_wiring.py "$OUT/mnist-k4" "$OUT/mnist-k4-local"
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
+$BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"
