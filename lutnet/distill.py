@@ -41,7 +41,7 @@ from tqdm import tqdm
 from . import datasets, golden
 from .fold import fold_check
 from .fsutil import atomic_dir, write_json
-from .ir import IRError, MAX_LUT_INPUTS, Network, XnorHead, XnorLayer
+from .ir import MAX_LUT_INPUTS, Network, XnorHead, XnorLayer
 from .lutnn import LutBlock, LutConfig, LutMLP, lut_to_ir
 from .train import ConfigError, cosine, torch_accuracy, torch_device, train_epoch, valid_device
 
@@ -252,7 +252,6 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
             wirings.append(wiring)
             init_tables.append(_init_tables(x, layer.weights, layer.thresholds, wiring))
     # head: class c reads K-slices of its top K * group inputs; "fires" = the teacher predicts c
-    head = net.head
     last = acts[-1]
     fires = t_classes[:, None] == np.arange(net.n_classes)[None, :]
     latent = teacher.latent[-1] if teacher.latent is not None else None

@@ -4,7 +4,6 @@ Nothing here imports torch: both steps read only the IR file.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path

@@ -28,14 +28,13 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .synth import (DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_logged, run_yosys,
-                    stage_order)
+from .progress import run_logged
+from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_yosys, stage_order
 
 __all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
            "child_modules",

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import progress_lines
+from .progress import run_logged
 from .targets import Target
 
 #: Default slice budget: weight bits (rows * n_in) per Yosys process for a layer. Measured on
@@ -78,27 +77,6 @@ def yosys_step(log_text: str) -> str | None:
     """The pass a running Yosys is in, from its log so far (``ABC9 pass``), else None."""
     passes = _YOSYS_PASS.findall(log_text)
     return f"{passes[-1]} pass" if passes else None
-
-
-def run_logged(cmd: list[str], cwd: Path, log_file: Path | None, label: str, log=None,
-               step=None) -> tuple[int, str, str, float]:
-    """Run ``cmd`` in ``cwd`` (no stdin, stdout and stderr captured) and return (exit code,
-    stdout, stderr, seconds), with progress lines for ``log`` (:func:`lutnet.progress.progress_lines`)
-    that say ``step(text of log_file so far)``: the step the tool is at. Interrupted, the tool
-    is killed. OSError (no such program) is the caller's to turn into a message."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
-    status = None if step is None or log_file is None else \
-        (lambda: step(Path(log_file).read_text(errors="replace")))
-    try:
-        with progress_lines(label, log, status):
-            stdout, stderr = proc.communicate()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return proc.returncode, stdout, stderr, time.perf_counter() - start
 
 
 def run_yosys(script: str, cwd: Path, name: str = "synth", what: str = "", log=None) -> None:

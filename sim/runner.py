@@ -303,13 +303,13 @@ def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[
                           lambda sim_build: _control_files(simulator, design, sim_build))
 
 
-#: The file (in the run folder) where a bench says how far it is (``$LUTNET_PROGRESS``).
-PROGRESS_FILE = "progress.txt"
+#: The file (in the run folder) where a bench says how far it is, and the variable naming it.
+PROGRESS_FILE, ENV_PROGRESS = "progress.txt", "LUTNET_PROGRESS"
 
 
 def write_progress(text: str) -> None:
     """For a bench: say how far it is, in the file ``$LUTNET_PROGRESS`` names (if any)."""
-    path = os.environ.get("LUTNET_PROGRESS")
+    path = os.environ.get(ENV_PROGRESS)
     if path:
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
@@ -332,7 +332,7 @@ def run_test(simulator: str, env: dict, sim_build: Path, run_dir: Path, module: 
     sim_log = run_dir / "sim.log"
     progress = run_dir / PROGRESS_FILE
     start = time.perf_counter()
-    with _environ({**env, "LUTNET_PROGRESS": str(progress)}), \
+    with _environ({**env, ENV_PROGRESS: str(progress)}), \
             progress_lines(simulator, log, lambda: progress.read_text().strip()):
         runner = get_runner(simulator)
         try:

@@ -2,7 +2,6 @@
 
 The CUDA tests run where torch sees a GPU (skipped elsewhere, with the reason); the device
 checks run everywhere."""
-import numpy as np
 import pytest
 import torch
 

@@ -1,14 +1,11 @@
 """LUT-Net on the torch side: exact table extraction, training, resume, errors."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from lutnet import datasets, golden
-from lutnet.fold import fold_check
-from lutnet.ir import Encoder, Network
-from lutnet.lutnn import LutBlock, LutConfig, LutMLP, lut_to_ir
+from lutnet import golden
+from lutnet.ir import Network
+from lutnet.lutnn import LutBlock, LutConfig
 from lutnet.train import ConfigError, TrainConfig, train
 
 
