@@ -32,4 +32,6 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-
 # A hardware probe: the K = 4 net rewired locally (tables kept, accuracy lost), to see where the clock goes.
 $BIN/python bench/local_wiring.py "$OUT/mnist-k4" "$OUT/mnist-k4-local"
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
+# ... and its neurons locked along a serpentine of tiles (BEL attributes), the rest placed by nextpnr.
+$T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core"
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"
