@@ -32,6 +32,8 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-
 # A hardware probe: the K = 4 net rewired locally (tables kept, accuracy lost), to see where the clock goes.
 $BIN/python bench/local_wiring.py "$OUT/mnist-k4" "$OUT/mnist-k4-local"
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
-# ... and its neurons locked along a serpentine of tiles (BEL attributes), the rest placed by nextpnr.
+# ... and its neurons locked along a serpentine of tiles (BEL attributes), the rest placed by nextpnr;
+# then with a relay flip-flop per LUT input in the neuron's tile (a timing probe only).
 $T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core"
+$T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --relays
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"
