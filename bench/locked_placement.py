@@ -74,7 +74,7 @@ def drivers(module: dict) -> dict:
 
 def lockable(module: dict, driver: dict):
     """[(position, ff, lut or None)] of the stage outputs' flip-flops that can be locked, and
-    {reason: count} of those that cannot."""
+    {reason: count} of those that cannot; drops the lockable flip-flops' dangling CE/M nets."""
     cells, items, skipped = module["cells"], [], defaultdict(int)
     for net in STAGE_NETS:
         if net not in module["netnames"]:
