@@ -261,7 +261,7 @@ def simulate(build_dir, *, simulator: str = "verilator", limit: int | None = Non
     with atomic_dir(out_dir) as tmp:
         log(f"simulating {len(x)} test vectors on {simulator}")
         result = run_rtl(build_dir, x, expected.classes, expected.scores, simulator=simulator,
-                         labels=y, random_ready=random_ready)
+                         labels=y, random_ready=random_ready, log=log)
         summary = {"command": "sim", "simulator": simulator, "vectors": int(len(x)),
                    "mismatches": int(result["mismatches"]), "passed": bool(result["passed"]),
                    "errors": list(result.get("errors", [])),

@@ -31,6 +31,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 from cocotb.utils import get_sim_steps, get_sim_time
 
 from lutnet.sim.payload import PORTS, Design, load_vectors, pack_inputs, unpack_output
+from lutnet.sim.runner import progress_counter
 
 ENV_VECTORS = "LUTNET_VECTORS"
 ENV_DESIGN = "LUTNET_DESIGN"
@@ -145,12 +146,14 @@ class Scoreboard:
         self.got_classes: list[int] = []
         self.mismatches = 0
         self.first: list[dict] = []
+        self.checked = progress_counter(len(x), "results checked")
 
     def __call__(self, value: int) -> None:
         d = self.design
         k = len(self.got_classes)
         cls, scores = unpack_output(value, d.class_bits, d.score_bits, d.n_classes)
         self.got_classes.append(cls)
+        self.checked(k + 1)
         exp_cls, exp_scores = int(self.classes[k]), [int(s) for s in self.scores[k]]
         if cls != exp_cls or scores != exp_scores:
             self.mismatches += 1

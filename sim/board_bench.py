@@ -36,7 +36,7 @@ import numpy as np
 from cocotb.triggers import Event, FallingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from lutnet.sim.runner import write_progress
+from lutnet.sim.runner import progress_counter
 
 ENV_BOARD = "LUTNET_BOARD"
 ENV_VECTORS = "LUTNET_BOARD_VECTORS"
@@ -49,8 +49,6 @@ CLOCK_PERIOD_PS = 10_000
 KEEP_MISMATCHES = 10
 #: Byte times to wait for the last replies after the last frame is sent.
 TAIL_BYTES = 64
-#: Wall seconds between the bench's progress notes (frames answered so far).
-PROGRESS_EVERY_S = 1.0
 
 
 def _env_path(name: str) -> Path:
@@ -113,12 +111,10 @@ async def run_board(dut) -> dict:
     mismatches: list[dict] = []
     counted = [0]
     led_errors: list[str] = []
-    said = [time.perf_counter()]
+    answered = progress_counter(len(x), "frames answered")
 
     def check(k: int, value: int) -> None:
-        if time.perf_counter() - said[0] >= PROGRESS_EVERY_S or k + 1 == len(x):
-            write_progress(f"{k + 1} of {len(x)} frames answered")
-            said[0] = time.perf_counter()
+        answered(k + 1)
         if value != int(classes[k]):
             counted[0] += 1
             if len(mismatches) < KEEP_MISMATCHES:

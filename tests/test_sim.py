@@ -3,6 +3,7 @@ Icarus, on designs generated (hdl/emit.py) from random small IR networks, checke
 golden model."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,28 @@ def test_checker_reports_first_mismatches(simulator, build_root, designs):
     assert first["got"] == {"class": int(d.expected.classes[7]), "scores": d.expected.scores[7].tolist()}
     log = (Path(r["run_dir"]) / "sim.log").read_text()   # a failed run's folder is kept
     assert "2 of 300 results differ" in log and f"index 7: input [{d.x[7][0]}, " in log
+
+
+def test_progress_lines_while_compiling_and_simulating(designs, tmp_path, monkeypatch):
+    # `lutnet sim` passes its log: a line every PROGRESS_SECONDS (here 5 ms) while the simulator
+    # compiles (a fresh cache) and while it runs, the latter with the results the bench has
+    # checked; the bench's last note counts them all
+    need("icarus")
+    from lutnet import progress
+
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.005)
+    d = designs["default"]
+    lines = []
+    r = runner.run(d.dir, d.x, d.expected.classes, d.expected.scores, "icarus", build_dir=tmp_path,
+                   keep_run_dir=True, log=lines.append)
+    assert r["passed"] and r["build_seconds"] > 0.01   # an Icarus compile here: about 0.03 s
+    compiling = [l for l in lines if l.startswith("  icarus (compile): ")]
+    running = [l for l in lines if l.startswith("  icarus: ")]
+    assert compiling and all(re.fullmatch(r"  icarus \(compile\): \d+ s", l) for l in compiling), lines
+    assert running and all(re.fullmatch(rf"  icarus: \d+ s(, \d+ of {N_VECTORS} results checked)?", l)
+                           for l in running), lines
+    note = Path(r["run_dir"]) / runner.PROGRESS_FILE
+    assert note.read_text() == f"{N_VECTORS} of {N_VECTORS} results checked"
 
 
 def test_builds_are_keyed_by_design(build_root, designs):
