@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--k", type=int, default=6, help="inputs per LUT neuron, 2..6 (--arch lut)")
     t.add_argument("--wiring", default="random", choices=["random", "serial", "learned"],
                    help="LUT input wiring (--arch lut): fixed random (default), fixed serial, or learned while training")
+    t.add_argument("--local", type=_positive_float, default=None, metavar="R",
+                   help="--arch lut: every neuron reads only bits within R (a fraction of the layout's side, e.g. 0.1) "
+                        "of its own position, so that placement can keep every route short")
     t.add_argument("--hidden", type=_widths, default=(64, 64), help="hidden layer widths (default 64,64)")
     t.add_argument("--levels", type=_positive_int, default=1, help="input encoder levels: 1 = threshold, >1 = thermometer")
     t.add_argument("--binarization", default="deterministic", choices=["deterministic", "stochastic"])
@@ -86,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--group", type=_positive_int, default=20, help="head LUTs per class (group-sum head, default 20)")
     d.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs on the labels (0 = none, default 10)")
     d.add_argument("--fixed-wiring", action="store_true", help="keep the distilled wiring while fine-tuning")
+    d.add_argument("--local", type=_positive_float, default=None, metavar="R",
+                   help="every student neuron reads only bits within R (a fraction of the layout's side, e.g. 0.1) "
+                        "of its own position, so that placement can keep every route short")
     d.add_argument("--keep-xnor", type=int, default=0, metavar="N",
                    help="keep the teacher's first N layers as XNOR layers: a mixed XNOR-then-LUT net")
     d.add_argument("--lr", type=_positive_float, default=None)
@@ -144,7 +150,7 @@ def _train(a):
     from .train import TrainConfig, train
 
     overrides = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr), ("threads", a.threads)) if v is not None}
-    config = TrainConfig(dataset=a.dataset, arch=a.arch, k=a.k, wiring=a.wiring, device=a.device, data_dir=a.data_dir, hidden=a.hidden, levels=a.levels,
+    config = TrainConfig(dataset=a.dataset, arch=a.arch, k=a.k, wiring=a.wiring, local=a.local, device=a.device, data_dir=a.data_dir, hidden=a.hidden, levels=a.levels,
                          binarization=a.binarization, epochs=a.epochs, seed=a.seed, **overrides)
     s = train(config, a.out, resume=a.resume)
     print(f"test accuracy {100 * s['test_accuracy']:.2f} % (golden model on the frozen IR), "
@@ -156,7 +162,7 @@ def _distill(a):
 
     overrides = {k: v for k, v in (("lr", a.lr), ("batch_size", a.batch_size), ("threads", a.threads)) if v is not None}
     config = DistillConfig(k=a.k, rule=a.rule, tree=a.tree, group=a.group, finetune_epochs=a.epochs,
-                           learn_wiring=not a.fixed_wiring, keep_xnor=a.keep_xnor, seed=a.seed, device=a.device, data_dir=a.data_dir, **overrides)
+                           learn_wiring=not a.fixed_wiring, local=a.local, keep_xnor=a.keep_xnor, seed=a.seed, device=a.device, data_dir=a.data_dir, **overrides)
     s = distill(a.teacher, a.out, config)
     print(f"teacher {100 * s['teacher']['test_accuracy']:.2f} % ({s['teacher']['network']}) -> student "
           f"{100 * s['test_accuracy']:.2f} % ({s['student']['luts']} LUT neurons) in {s['seconds']:.0f} s "

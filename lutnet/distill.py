@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from . import datasets, golden
+from . import datasets, golden, locality
 from .fold import fold_check
 from .fsutil import atomic_dir, write_json
 from .ir import MAX_LUT_INPUTS, Network, XnorHead, XnorLayer
@@ -65,6 +66,8 @@ class DistillConfig:
     extended_gradient: bool = True    # DWN's extended finite difference for the LUT input gradients
     keep_xnor: int = 0                # keep the teacher's first N layers as XNOR layers (a mixed net)
     wiring_margin: float = 1.0        # head start of the distilled wiring in the learned mapping
+    local: float | None = None        # every student neuron reads only bits within this distance
+                                      # (lutnet.locality); the teacher's hidden neurons are reordered first
     clip_tables: bool = True          # keep table values in [-1, 1], where sign's straight-through
                                       # estimator passes gradients (an entry beyond it would freeze)
     batch_size: int = 128
@@ -92,6 +95,11 @@ class DistillConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 integer(name, 1)
+        if self.local is not None:
+            if isinstance(self.local, bool) or not isinstance(self.local, (int, float)) or not 0 < self.local < math.inf:
+                raise DistillError(f"local must be a positive distance, not {self.local!r}")
+            if self.tree:
+                raise DistillError("local wiring is not implemented for tree students; drop tree or local")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise DistillError(f"lr must be a positive number, not {self.lr!r}")
         if self.data_dir is not None:
@@ -229,50 +237,77 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
     gen = torch.Generator().manual_seed(cfg.seed)
     widths = _plan(teacher, cfg)
     lut_cfg = LutConfig(hidden=tuple(widths), k=k, levels=net.encoder.levels, n_classes=net.n_classes,
-                        seed=cfg.seed)
+                        seed=cfg.seed, local=cfg.local)
     acts, t_classes = _teacher_bits(net, x_raw)              # acts[0] = encoder bits, acts[i+1] = layer i
-    wirings, init_tables = [], []
     keep = cfg.keep_xnor
-    for i, layer in enumerate(net.layers[keep:], start=keep):
+    # the teacher's weights as the student sees them: local students reorder the hidden neurons
+    weights = [l.weights for l in net.layers] + [net.head.weights]
+    thresholds = [l.thresholds for l in net.layers]
+    latents = list(teacher.latent) if teacher.latent is not None else [None] * len(weights)
+    positions = allows = None
+    if cfg.local is not None:
+        positions = locality.chain(net.encoder.n_features, net.encoder.levels, widths, net.n_classes,
+                                   net.layers[keep - 1].n_out if keep else None)
+        allows = [locality.allowed(o, i, cfg.local, k) for i, o in zip(positions[:-1], positions[1:])]
+    wirings, init_tables = [], []
+    for li, i in enumerate(range(keep, len(net.layers))):
         x, fires = acts[i], acts[i + 1]
-        latent = teacher.latent[i] if teacher.latent is not None else None
-        order = _rank_inputs(cfg.rule, latent, x, fires, rng)
+        order = _rank_inputs(cfg.rule, latents[i], x, fires, rng)
+        if cfg.local is not None:
+            # the neuron whose strongest inputs centre on a grid slot takes that slot
+            perm = _assign(positions[li][order[:, :2 * k]].mean(axis=1), positions[li + 1])
+            order, fires = order[perm], fires[:, perm]
+            weights[i], thresholds[i] = weights[i][perm], thresholds[i][perm]
+            weights[i + 1] = weights[i + 1][:, perm]
+            if latents[i] is not None:
+                latents[i] = latents[i][perm]
+            if latents[i + 1] is not None:
+                latents[i + 1] = latents[i + 1][:, perm]
+            acts[i + 1] = fires
+            order = _local_first(order, allows[li])
         if cfg.tree:
-            sub = order[:, :k * k].reshape(layer.n_out * k, k)            # K sub-LUTs per neuron
-            parent = np.repeat(np.arange(layer.n_out), k)
+            sub = order[:, :k * k].reshape(len(order) * k, k)              # K sub-LUTs per neuron
+            parent = np.repeat(np.arange(len(order)), k)
+            layer = XnorLayer(weights[i], thresholds[i])
             sub_tables = _init_tables(x, layer.weights[parent], _sub_thresholds(layer, parent, k), sub)
             wirings.append(sub)
             init_tables.append(sub_tables)
-            top = np.arange(layer.n_out * k).reshape(layer.n_out, k)
+            top = np.arange(len(order) * k).reshape(len(order), k)
             # the top LUT starts as a majority of its K sub-LUT bits
             wirings.append(top)
-            init_tables.append(_majority_tables(layer.n_out, k))
+            init_tables.append(_majority_tables(len(order), k))
         else:
             wiring = order[:, :k]
             wirings.append(wiring)
-            init_tables.append(_init_tables(x, layer.weights, layer.thresholds, wiring))
+            init_tables.append(_init_tables(x, weights[i], thresholds[i], wiring))
     # head: class c reads K-slices of its top K * group inputs; "fires" = the teacher predicts c
     last = acts[-1]
     fires = t_classes[:, None] == np.arange(net.n_classes)[None, :]
-    latent = teacher.latent[-1] if teacher.latent is not None else None
-    order = _rank_inputs(cfg.rule, latent, last, fires, rng)[:, :k * cfg.group]
-    wiring = order.reshape(net.n_classes * cfg.group, k)
+    order = _rank_inputs(cfg.rule, latents[-1], last, fires, rng)
+    if cfg.local is None:
+        wiring = order[:, :k * cfg.group].reshape(net.n_classes * cfg.group, k)
+    else:
+        wiring = _local_head_wiring(order, allows[-1], cfg.group, k)
     wirings.append(wiring)
     init_tables.append(_class_tables(last, fires, wiring, cfg.group, net.n_classes))
 
-    blocks = []
-    n_in = acts[keep].shape[1]
-    for w, t in zip(wirings, init_tables):
-        blocks.append(LutBlock(n_in, len(w), k, lut_cfg, gen, wiring=torch.from_numpy(w), table=torch.from_numpy(t),
-                               batchnorm=False, learn_wiring=False))
-        n_in = len(w)
-    init = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks, prefix=net.layers[:keep])
+    def blocks_of(tables, **options):
+        blocks, n_in = [], acts[keep].shape[1]
+        for j, (w, t) in enumerate(zip(wirings, tables)):
+            blocks.append(LutBlock(n_in, len(w), k, lut_cfg, gen, wiring=torch.from_numpy(w), table=torch.from_numpy(t),
+                                   batchnorm=False, allow=None if allows is None else torch.from_numpy(allows[j]),
+                                   **options))
+            n_in = len(w)
+        return blocks
+
+    init = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks_of(init_tables, learn_wiring=False),
+                  prefix=net.layers[:keep])
 
     # layer fit, student-forced: each layer sees the student's previous bits
     fitted_tables = []
     x = acts[keep]
     li = 0
-    for i, layer in enumerate(net.layers[keep:], start=keep):
+    for i in range(keep, len(net.layers)):
         if cfg.tree:
             sub_bits = _lut_bits(x, wirings[li], init_tables[li])
             fitted_tables += [init_tables[li], _fit_tables(sub_bits, acts[i + 1], wirings[li + 1], init_tables[li + 1])]
@@ -283,16 +318,40 @@ def build_student(teacher: Teacher, cfg: DistillConfig, x_raw: np.ndarray, log=p
             x = _lut_bits(x, wirings[li], fitted_tables[-1])
             li += 1
     fitted_tables.append(_class_tables(x, fires, wirings[li], cfg.group, net.n_classes))
-    blocks = []
-    n_in = acts[keep].shape[1]
-    for w, t in zip(wirings, fitted_tables):
-        blocks.append(LutBlock(n_in, len(w), k, lut_cfg, gen, wiring=torch.from_numpy(w), table=torch.from_numpy(t),
-                               batchnorm=False, learn_wiring=cfg.learn_wiring,
-                               extended_gradient=cfg.extended_gradient, wiring_margin=cfg.wiring_margin,
-                               clip_table=cfg.clip_tables))
-        n_in = len(w)
+    blocks = blocks_of(fitted_tables, learn_wiring=cfg.learn_wiring, extended_gradient=cfg.extended_gradient,
+                       wiring_margin=cfg.wiring_margin, clip_table=cfg.clip_tables)
     fitted = LutMLP(lut_cfg, net.encoder.thresholds, blocks=blocks, prefix=net.layers[:keep])
     return init, fitted
+
+
+def _assign(centres: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """The order of ``centres`` that puts each on a distinct slot, least total squared distance:
+    ``perm[s]`` is the centre that slot ``s`` takes."""
+    cost = ((slots[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    return cols[np.argsort(rows)]
+
+
+def _local_first(order: np.ndarray, allow: np.ndarray) -> np.ndarray:
+    """Each row of ``order`` with the inputs ``allow`` permits moved first, ranks kept."""
+    barred = ~np.take_along_axis(allow, order, axis=1)
+    return np.take_along_axis(order, np.argsort(barred, axis=1, kind="stable"), axis=1)
+
+
+def _local_head_wiring(order: np.ndarray, allow: np.ndarray, group: int, k: int) -> np.ndarray:
+    """Head neuron (c, g) reads the K highest-ranked inputs of class c in its window, preferring
+    inputs no earlier member of the class took."""
+    wiring = np.empty((len(order) * group, k), dtype=np.int64)
+    for c, rank in enumerate(order):
+        used = np.zeros(order.shape[1], dtype=bool)
+        for g in range(group):
+            j = c * group + g
+            ok = rank[allow[j, rank]]
+            fresh = ok[~used[ok]]
+            pick = fresh[:k] if len(fresh) >= k else np.concatenate([fresh, ok[used[ok]][:k - len(fresh)]])
+            used[pick] = True
+            wiring[j] = pick
+    return wiring
 
 
 def _sub_thresholds(layer: XnorLayer, parent: np.ndarray, k: int) -> np.ndarray:

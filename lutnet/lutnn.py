@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import locality
 from .bnn import EncodedNet, sign_ste
 from .ir import MAX_LUT_INPUTS, Encoder, GroupSumHead, LutLayer, Network, XnorLayer
 
@@ -38,6 +39,7 @@ class LutConfig:
     bn_eps: float = 1e-5
     seed: int = 0                 # seeds the random wiring
     wiring: str = "random"        # random | serial (neuron j reads inputs jK..jK+K-1, wrapping) | learned
+    local: float | None = None    # read only bits within this distance (lutnet.locality; None: anywhere)
 
     def __post_init__(self):
         if self.wiring not in WIRINGS:
@@ -46,6 +48,11 @@ class LutConfig:
             raise ValueError(f"k must be an integer in 2..{MAX_LUT_INPUTS}, not {self.k!r}")
         if not self.hidden or any(not isinstance(w, int) or w < 1 for w in self.hidden):
             raise ValueError(f"hidden must list positive layer widths, not {self.hidden!r}")
+        if self.local is not None and (isinstance(self.local, bool) or not isinstance(self.local, (int, float))
+                                       or not 0 < self.local < math.inf):
+            raise ValueError(f"local must be a positive distance (a fraction of the layout's side), not {self.local!r}")
+        if self.local is not None and self.wiring == "serial":
+            raise ValueError("serial wiring is not local: use random or learned wiring with local")
         if self.hidden[-1] % self.n_classes:
             raise ValueError(f"the last LUT layer ({self.hidden[-1]} neurons) must be a multiple of the "
                              f"{self.n_classes} classes for the group-sum head")
@@ -146,22 +153,36 @@ class LutBlock(nn.Module):
     ``extended_gradient`` trains with DWN's extended finite difference (:func:`lut_lookup`).
     ``clip_table`` keeps the table in [-1, 1] after every step (:meth:`LutMLP.clip_weights_`), where
     sign's straight-through estimator passes gradients (an entry beyond it would freeze).
+    ``allow`` (n_out, n_in) bool limits the inputs each neuron may read (random and learned
+    wiring pick among them only; see :mod:`lutnet.locality`).
     """
 
     def __init__(self, n_in: int, n_out: int, k: int, config: LutConfig, generator: torch.Generator, *,
                  wiring=None, table=None, batchnorm: bool = True, learn_wiring: bool = False,
-                 wiring_margin: float = 1.0, extended_gradient: bool = False, clip_table: bool = False):
+                 wiring_margin: float = 1.0, extended_gradient: bool = False, clip_table: bool = False,
+                 allow=None):
         super().__init__()
         if k > n_in and wiring is None:
             raise ValueError(f"a {k}-input LUT cannot be wired to a layer of only {n_in} bits")
         self.n_in, self.n_out, self.k = n_in, n_out, k
         self.extended_gradient = extended_gradient
         self.clip_table = clip_table
+        if allow is not None:
+            allow = torch.as_tensor(allow, dtype=torch.bool)
+            if allow.shape != (n_out, n_in):
+                raise ValueError(f"allow must be ({n_out}, {n_in}) bools, not {tuple(allow.shape)}")
+            if int(allow.sum(dim=1).min()) < k:
+                raise ValueError(f"allow leaves a neuron fewer than the {k} inputs it reads")
         if wiring is None:
-            wiring = torch.rand(n_out, n_in, generator=generator).argsort(dim=1)[:, :k]  # K distinct inputs
+            keys = torch.rand(n_out, n_in, generator=generator)
+            if allow is not None:
+                keys = keys.masked_fill(~allow, 2.0)                              # never before an allowed one
+            wiring = keys.argsort(dim=1)[:, :k]                                   # K distinct inputs
         wiring = torch.as_tensor(wiring, dtype=torch.int64)
         if wiring.shape != (n_out, k) or (wiring.numel() and not 0 <= int(wiring.min()) <= int(wiring.max()) < n_in):
             raise ValueError(f"wiring must be ({n_out}, {k}) input indices in 0..{n_in - 1}")
+        if allow is not None and not bool(allow.gather(1, wiring).all()):
+            raise ValueError("wiring reads inputs that allow forbids")
         self.register_buffer("wiring", wiring.clone())                             # (n_out, K)
         if table is None:
             table = torch.empty(n_out, 2 ** k).uniform_(-1, 1, generator=generator)
@@ -171,6 +192,8 @@ class LutBlock(nn.Module):
         self.table = nn.Parameter(table.clone())
         self.bn = nn.BatchNorm1d(n_out, eps=config.bn_eps, momentum=config.bn_momentum) if batchnorm else None
         self.mapping = None
+        # the learned mapping's argmax skips the forbidden inputs (not saved: the config rebuilds it)
+        self.register_buffer("forbid", None if allow is None else ~allow.repeat_interleave(k, dim=0), persistent=False)
         if learn_wiring:
             m = torch.randn(n_out * k, n_in, generator=generator) * 0.01   # rows: argmax reads memory in order
             m[torch.arange(n_out * k), self.wiring.reshape(-1)] += wiring_margin
@@ -180,7 +203,8 @@ class LutBlock(nn.Module):
         """(N, n_in) bits -> (N, n_out) table values ``T[address]``."""
         if self.mapping is not None and self.training:
             with torch.no_grad():
-                self.wiring.copy_(self.mapping.argmax(dim=1).view(self.n_out, self.k))
+                m = self.mapping if self.forbid is None else self.mapping.masked_fill(self.forbid, -math.inf)
+                self.wiring.copy_(m.argmax(dim=1).view(self.n_out, self.k))
         ports = x[:, self.wiring]                                                  # (N, n_out, K)
         if self.mapping is not None and self.training:
             soft = ((2 * x.detach() - 1) @ self.mapping.T).view(len(x), self.n_out, self.k)
@@ -242,7 +266,7 @@ class FrozenXnorLayer(nn.Module):
         return (count >= self.thresholds).to(x.dtype)
 
 
-def _block(n_in: int, n_out: int, config: LutConfig, g: torch.Generator) -> LutBlock:
+def _block(n_in: int, n_out: int, config: LutConfig, g: torch.Generator, allow=None) -> LutBlock:
     """A directly trained layer: learned wiring trains with the extended finite difference, as DWN."""
     if config.k > n_in:
         raise ValueError(f"a {config.k}-input LUT cannot be wired to a layer of only {n_in} bits")
@@ -251,7 +275,16 @@ def _block(n_in: int, n_out: int, config: LutConfig, g: torch.Generator) -> LutB
         wiring = (torch.arange(n_out)[:, None] * config.k + torch.arange(config.k)) % n_in
     learned = config.wiring == "learned"
     return LutBlock(n_in, n_out, config.k, config, g, wiring=wiring, learn_wiring=learned,
-                    extended_gradient=learned, wiring_margin=0.0 if learned else 1.0)
+                    extended_gradient=learned, wiring_margin=0.0 if learned else 1.0, allow=allow)
+
+
+def local_masks(config: LutConfig, n_features: int, levels: int, n_prefix_out: int | None = None) -> list:
+    """Per LUT layer, the (n_out, n_in) inputs each neuron may read under ``config.local``
+    (a list of None without it)."""
+    if config.local is None:
+        return [None] * len(config.hidden)
+    pos = locality.chain(n_features, levels, config.hidden, config.n_classes, n_prefix_out)
+    return [torch.from_numpy(locality.allowed(o, i, config.local, config.k)) for i, o in zip(pos[:-1], pos[1:])]
 
 
 class LutMLP(EncodedNet):
@@ -270,7 +303,9 @@ class LutMLP(EncodedNet):
         widths = [n_in, *config.hidden]
         if blocks is None:
             g = torch.Generator().manual_seed(config.seed)
-            blocks = [_block(i, o, config, g) for i, o in zip(widths[:-1], widths[1:])]
+            masks = local_masks(config, self.thresholds.shape[0], self.thresholds.shape[1],
+                                self.prefix[-1].n_out if len(self.prefix) else None)
+            blocks = [_block(i, o, config, g, a) for i, o, a in zip(widths[:-1], widths[1:], masks)]
         if [(b.n_in, b.n_out) for b in blocks] != list(zip(widths[:-1], widths[1:])):
             raise ValueError(f"blocks {[(b.n_in, b.n_out) for b in blocks]} do not chain the widths {widths}")
         self.blocks = nn.ModuleList(blocks)

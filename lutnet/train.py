@@ -51,6 +51,7 @@ class TrainConfig:
     arch: str = "bnn"                   # "bnn": binarized XNOR layers; "lut": K-input LUT neurons
     k: int = 6                          # inputs per LUT neuron (arch "lut")
     wiring: str = "random"              # LUT input wiring (arch "lut"): random | serial | learned
+    local: float | None = None          # arch "lut": read only bits within this distance (lutnet.locality)
     data_dir: str | None = None         # directory of IDX files (mnist/idx); None = default location
     hidden: tuple = (256, 256)          # widths of the hidden binary layers
     levels: int = 1                     # encoder levels per feature (1 = threshold, > 1 thermometer)
@@ -90,6 +91,13 @@ class TrainConfig:
             raise ConfigError(f"k must be an integer in 2..6, not {self.k!r}")
         if self.wiring not in WIRINGS:
             raise ConfigError(f"wiring must be one of {', '.join(WIRINGS)}, not {self.wiring!r}")
+        if self.local is not None:
+            if self.arch != "lut":
+                raise ConfigError("local applies to LUT layers only (arch lut)")
+            if isinstance(self.local, bool) or not isinstance(self.local, (int, float)) or not 0 < self.local < math.inf:
+                raise ConfigError(f"local must be a positive distance, not {self.local!r}")
+            if self.wiring == "serial":
+                raise ConfigError("serial wiring is not local: use random or learned wiring with local")
         if self.binarization not in BINARIZATIONS:
             raise ConfigError(f"binarization must be one of {', '.join(BINARIZATIONS)}, not {self.binarization!r}")
         for name, low in (("levels", 1), ("epochs", 1), ("batch_size", 2), ("threads", 1), ("seed", 0)):
@@ -135,7 +143,8 @@ class TrainConfig:
         if self.arch == "lut":
             try:
                 config = LutConfig(hidden=self.hidden, k=self.k, levels=self.levels, n_classes=n_classes,
-                                   bn_momentum=self.bn_momentum, seed=self.seed, wiring=self.wiring)
+                                   bn_momentum=self.bn_momentum, seed=self.seed, wiring=self.wiring,
+                                   local=self.local)
                 return LutMLP(config, thresholds)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
