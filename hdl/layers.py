@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from lutnet import ir
 from .options import register_count, registered_after
-from .popcount import build_popcounts, popcount_depth
+from .popcount import build_group_count, build_popcounts, group_count_depth, popcount_depth
 
 __all__ = ["EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "LutLayerComponent",
            "GroupSumHeadComponent", "lut_support", "lut_function", "class_bits"]
@@ -375,7 +375,7 @@ class _ArgmaxHead(wiring.Component):
         self.share_subtrees = bool(share_subtrees)
         self.class_bits = class_bits(head.n_classes)
         self.score_bits = head.score_bits
-        self.tree_latency = register_count(popcount_depth(tree_inputs), self.adder_levels_per_stage)
+        self.tree_latency = register_count(self._tree_depth(tree_inputs), self.adder_levels_per_stage)
         argmax_depth = popcount_depth(head.n_classes)
         self.argmax_latency = (register_count(argmax_depth, self.argmax_levels_per_stage)
                                + argmax_depth * self.register_comparisons)
@@ -391,6 +391,10 @@ class _ArgmaxHead(wiring.Component):
     def _en(self):
         """The enable the registers load on: ``en``, or a constant 1 when free-running."""
         return Const(1, 1) if self.free_running else self.en
+
+    def _tree_depth(self, tree_inputs: int) -> int:
+        """Levels of the tree that counts ``tree_inputs`` bits into a score."""
+        return popcount_depth(tree_inputs)
 
     def _counts(self, m: Module) -> list:
         """The class scores, each ``score_bits`` wide, after ``tree_latency`` registers."""
@@ -501,8 +505,8 @@ class GroupSumHeadComponent(_ArgmaxHead):
     """Group-sum head: score ``c`` is the popcount of input bits ``i[c * g +: g]``
     (``g = n_in / n_classes``), then the same argmax as :class:`XnorHeadComponent`.
 
-    Each group's popcount is the balanced adder tree of :mod:`lutnet.hdl.popcount` (weights all
-    1, so no inverter).
+    Each group's popcount is :func:`~lutnet.hdl.popcount.build_group_count`: counts of 4-bit
+    pieces in logic (one LUT4 per output bit), then a balanced tree of adders.
 
     Parameters
     ----------
@@ -517,24 +521,27 @@ class GroupSumHeadComponent(_ArgmaxHead):
     en, i, o, class_bits, score_bits
         As for :class:`XnorHeadComponent`, with ``score_bits = g.bit_length()``.
     latency : int
-        ``(ceil(log2(g)) - 1) // adder_levels_per_stage`` adder-tree registers (0 for None),
-        + 1 if ``register_scores``, + argmax-tree registers (as for :class:`XnorHeadComponent`),
-        + 1 if ``register_output``. A group of 4 bits has a tree of 2 levels, so only
-        ``adder_levels_per_stage=1`` puts a register in it (none goes after the last level).
+        ``(group_count_depth(g) - 1) // adder_levels_per_stage`` tree registers (0 for None;
+        ``group_count_depth(g) = 1 + ceil(log2(ceil(g / 4)))`` levels for ``g > 1``), + 1 if
+        ``register_scores``, + argmax-tree registers (as for :class:`XnorHeadComponent`), + 1 if
+        ``register_output``. A group of 4 bits is one level, so no register goes in its tree
+        (none goes after the last level).
     """
 
     def __init__(self, head: ir.GroupSumHead, **options):
         _check_kind(head, ir.GroupSumHead, "head")
         super().__init__(head, tree_inputs=head.group, **options)
 
+    def _tree_depth(self, tree_inputs: int) -> int:
+        return group_count_depth(tree_inputs)
+
     def _counts(self, m):
-        g, ones = self.ir.group, np.ones((1, self.ir.group), dtype=bool)
+        g = self.ir.group
         counts = []
         for c in range(self.ir.n_classes):
-            (count,), latency = build_popcounts(
-                m, self.i[c * g:(c + 1) * g], ones, en=self._en,
-                levels_per_stage=self.adder_levels_per_stage, share=self.share_subtrees,
-                name=f"sum{c}")
+            count, latency = build_group_count(
+                m, self.i[c * g:(c + 1) * g], en=self._en,
+                levels_per_stage=self.adder_levels_per_stage, name=f"sum{c}")
             assert latency == self.tree_latency
             counts.append(count)
         return counts

@@ -14,11 +14,11 @@ Everything is deterministic: nodes are created in order of level, column, then s
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 
 from .options import register_count, registered_after
 
-__all__ = ["popcount_depth", "build_popcounts"]
+__all__ = ["popcount_depth", "build_popcounts", "group_count_depth", "build_group_count"]
 
 
 def popcount_depth(n_in: int) -> int:
@@ -141,3 +141,77 @@ def _level(m: Module, vals: list, widths: list, en: Value, register: bool, name:
             pos += w
     it = iter(slices)
     return [[next(it) for _ in column] for column in vals]
+
+
+def group_count_depth(n_in: int) -> int:
+    """Levels of :func:`build_group_count` over ``n_in`` bits: one of 4-bit popcounts, then
+    ``ceil(log2(ceil(n_in / 4)))`` adder levels.
+
+    >>> [group_count_depth(n) for n in (1, 2, 4, 5, 8, 50)]
+    [0, 1, 1, 2, 2, 5]
+    """
+    n_in = int(n_in)
+    return 0 if n_in <= 1 else 1 + popcount_depth(-(-n_in // 4))
+
+
+def _popcount4(bits: list) -> Value:
+    """The count of up to four bits as logic (each output bit a function of the four inputs,
+    one LUT4), not as adders, which synthesis would put on carry chains."""
+    if len(bits) == 1:
+        return bits[0]
+    if len(bits) == 2:
+        a, b = bits
+        return Cat(a ^ b, a & b)
+    if len(bits) == 3:
+        a, b, c = bits
+        return Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c))
+    a, b, c, d = bits
+    ab, cd, x = a & b, c & d, (a ^ b) & (c ^ d)
+    return Cat(a ^ b ^ c ^ d, ab ^ cd ^ x, ab & cd)
+
+
+def build_group_count(m: Module, x: Value, *, en: Value, levels_per_stage: int | None,
+                      name: str):
+    """``popcount(x)`` as a tree whose first level counts 4-bit groups in logic (one LUT4 per
+    output bit) and whose next levels add pairs, each adder only as wide as its largest sum.
+
+    The first level replaces two adder levels of :func:`build_popcounts` (whose first two
+    levels add 1-bit and then 2-bit numbers) by one LUT level, with no register between.
+
+    Parameters
+    ----------
+    m, en, levels_per_stage, name
+        As for :func:`build_popcounts`; a register goes after every ``levels_per_stage``-th
+        level (never after the last), the levels being named ``{name}_l{level}``.
+    x : Value
+        The bits to count.
+
+    Returns
+    -------
+    (count, latency)
+        ``count`` is ``len(x).bit_length()`` bits wide; ``latency`` the number of registers.
+    """
+    n_in = len(x)
+    depth = group_count_depth(n_in)
+    if depth == 0:
+        return x[:1] if n_in else Const(0, 1), 0
+    nodes = [_popcount4([x[i] for i in range(p, min(p + 4, n_in))]) for p in range(0, n_in, 4)]
+    maxes = [min(4, n_in - p) for p in range(0, n_in, 4)]
+    latency = 0
+    for level in range(1, depth + 1):
+        if level > 1:
+            new_nodes, new_maxes = [], []
+            for p in range(0, len(nodes) - 1, 2):
+                top = maxes[p] + maxes[p + 1]
+                new_nodes.append((nodes[p] + nodes[p + 1])[:top.bit_length()])
+                new_maxes.append(top)
+            if len(nodes) % 2:
+                new_nodes.append(nodes[-1])
+                new_maxes.append(maxes[-1])
+            nodes, maxes = new_nodes, new_maxes
+        registered = registered_after(level, levels_per_stage, depth)
+        nodes = [v for (v,) in _level(m, [[v] for v in nodes], [t.bit_length() for t in maxes], en,
+                                      registered, f"{name}_l{level}")]
+        latency += registered
+    (count,) = nodes
+    return count, latency

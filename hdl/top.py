@@ -16,7 +16,7 @@ from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent,
                      XnorLayerComponent, class_bits)
 from .options import PipelineOptions
 
-__all__ = ["LutnetTop", "CreditBuffer", "de_bruijn", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
+__all__ = ["LutnetTop", "CreditBuffer", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
 
 
 class LutnetTop(wiring.Component):
@@ -194,11 +194,13 @@ class CreditBuffer(wiring.Component):
     from its two neighbours; where the code itself implies an input (a full credit count means
     every lower bit is 1, an empty output register means at most one result held), that input
     is left out. The results wait in a memory with a write port and an asynchronous read port
-    (ECP5 distributed RAM of 16 words, Xilinx LUTRAM) whose pointers are rotating rings holding
-    a de Bruijn sequence, so each address is the ring's first bits and each pointer bit a 2:1
-    choice. More than 16 words would put a multiplexer behind the RAM, so then the results
-    alternate between two banks, each read every clock into a register, and the output
-    register picks one of those two (``banks=2``, one more cycle of latency).
+    (ECP5 distributed RAM of 16 words, Xilinx LUTRAM) whose pointers are binary counters
+    incremented in logic (bit ``i`` a function of ``i + 1`` bits, one LUT4, not a carry chain):
+    4 flip-flops on the load and write enables, which also drive the output register and the
+    RAM, where rings of 16 (each bit a 2:1 choice) put 16 on them. More than 16 words would
+    put a multiplexer behind the RAM, so then the results alternate between two banks, each
+    read every clock into a register, and the output register picks one of those two
+    (``banks=2``, one more cycle of latency).
 
     Parameters
     ----------
@@ -297,32 +299,35 @@ class CreditBuffer(wiring.Component):
         m.d.comb += held_next.eq(Cat(*(_step(held, i, arrived, take if i < 2 else o.ready)
                                         for i in range(n))))
         m.d.sync += held.eq(held_next)
-        # `fill`: the output register is empty and a result is held (a register), so the load
-        # is a function of three bits: fill, or a second result held while the first is taken.
+        # `fill`: the output register is empty and a result is held (so it is
+        # ``held[0] & ~o.valid``, a cycle late), and the load is a function of three bits:
+        # fill, or a second result held while the first is taken. `fill` is next 1 when a result
+        # arrives while the output register is empty and not filling, or holds the only result
+        # and is taken: five inputs, where ``held_next[0] & ~valid_next`` has six.
         fill, load, valid_next = Signal(name="fill"), Signal(name="load"), Signal(name="valid_next")
         m.d.comb += [load.eq(fill | (held[1] & o.ready)),
                      valid_next.eq(fill | (o.valid & (held[1] | ~o.ready)))]
-        m.d.sync += [o.valid.eq(valid_next), fill.eq(held_next[0] & ~valid_next)]
+        m.d.sync += [o.valid.eq(valid_next),
+                     fill.eq(~fill & arrived & (~o.valid | (~held[1] & o.ready)))]
 
         k = (self.depth - 1).bit_length()
-        ring = de_bruijn(k)
-        w_ring = Signal(self.depth, name="w_ring", init=ring)
+        w_ptr = Signal(k, name="w_ptr")
         payload = Signal(self.width, reset_less=True)
         m.d.comb += o.payload.eq(payload)
         if self.banks == 1:
-            r_ring = Signal(self.depth, name="r_ring", init=ring)
+            r_ptr = Signal(k, name="r_ptr")
             m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth, init=[])
             wr, rd = memory.write_port(), memory.read_port(domain="comb")
-            m.d.comb += [wr.addr.eq(w_ring[:k]), wr.data.eq(self.w_payload),
-                         wr.en.eq(self.w_valid), rd.addr.eq(r_ring[:k])]
+            m.d.comb += [wr.addr.eq(w_ptr), wr.data.eq(self.w_payload),
+                         wr.en.eq(self.w_valid), rd.addr.eq(r_ptr)]
             with m.If(self.w_valid):
-                m.d.sync += w_ring.eq(w_ring.rotate_left(1))
+                m.d.sync += w_ptr.eq(_increment(w_ptr))
             with m.If(load):
-                m.d.sync += [payload.eq(rd.data), r_ring.eq(r_ring.rotate_left(1))]
+                m.d.sync += [payload.eq(rd.data), r_ptr.eq(_increment(r_ptr))]
             return m
 
-        # Two banks: result j goes to bank j % 2 at the ring's address for j // 2; each bank
-        # is read into its register every clock at its own read ring (which moves on as the
+        # Two banks: result j goes to bank j % 2 at the pointer's address for j // 2; each bank
+        # is read into its register every clock at its own read pointer (which moves on as the
         # output register takes from that bank, so the next result of the bank is in the
         # register two cycles later, when the bank's turn comes again), and the output register
         # takes one of the two.
@@ -330,18 +335,18 @@ class CreditBuffer(wiring.Component):
         with m.If(self.w_valid):
             m.d.sync += w_bank.eq(~w_bank)
             with m.If(w_bank):
-                m.d.sync += w_ring.eq(w_ring.rotate_left(1))
+                m.d.sync += w_ptr.eq(_increment(w_ptr))
         with m.If(load):
             m.d.sync += r_bank.eq(~r_bank)
         heads = []
         for b in range(2):
-            r_ring = Signal(self.depth, name=f"r_ring{b}", init=ring)
+            r_ptr = Signal(k, name=f"r_ptr{b}")
             with m.If(load & (r_bank == b)):
-                m.d.sync += r_ring.eq(r_ring.rotate_left(1))
+                m.d.sync += r_ptr.eq(_increment(r_ptr))
             m.submodules[f"bank{b}"] = memory = Memory(shape=self.width, depth=self.depth, init=[])
             wr, rd = memory.write_port(), memory.read_port(domain="comb")
-            m.d.comb += [wr.addr.eq(w_ring[:k]), wr.data.eq(self.w_payload),
-                         wr.en.eq(self.w_valid & (w_bank == b)), rd.addr.eq(r_ring[:k])]
+            m.d.comb += [wr.addr.eq(w_ptr), wr.data.eq(self.w_payload),
+                         wr.en.eq(self.w_valid & (w_bank == b)), rd.addr.eq(r_ptr)]
             head = Signal(self.width, name=f"bank{b}_head", reset_less=True)
             m.d.sync += head.eq(rd.data)
             heads.append(head)
@@ -350,36 +355,15 @@ class CreditBuffer(wiring.Component):
         return m
 
 
+def _increment(count):
+    """``count + 1`` (wrapping) as logic: bit ``i`` flips when every bit below is 1, a function
+    of ``i + 1`` bits (one LUT4 up to 4 bits), where an adder would go on a carry chain."""
+    return Cat(*(count[i] ^ (count[:i].all() if i else 1) for i in range(len(count))))
+
+
 def _step(count, i: int, inc, dec):
     """Bit ``i`` of the thermometer code ``count`` after adding ``inc`` and subtracting ``dec``."""
     n = len(count)
     below = Const(1, 1) if i == 0 else count[i - 1]
     above = Const(0, 1) if i == n - 1 else count[i + 1]
     return above | (count[i] & ~(dec & ~inc)) | (below & inc & ~dec)
-
-
-def de_bruijn(k: int) -> int:
-    """A binary de Bruijn sequence of order ``k`` as an integer of ``2 ** k`` bits: read
-    cyclically, its ``2 ** k`` windows of ``k`` bits are all different, so a ring register
-    holding it and rotating by one visits every ``k``-bit address once per turn.
-
-    >>> s = de_bruijn(4); ring = [(s >> i) & 1 for i in range(16)]
-    >>> len({tuple((ring + ring)[i:i + 4]) for i in range(16)})
-    16
-    """
-    # Lyndon-word construction (Fredricksen, Kessler, Maiorana)
-    a, seq = [0] * (k + 1), []
-
-    def db(t, p):
-        if t > k:
-            if k % p == 0:
-                seq.extend(a[1:p + 1])
-            return
-        a[t] = a[t - p]
-        db(t + 1, p)
-        for j in range(a[t - p] + 1, 2):
-            a[t] = j
-            db(t + 1, t)
-
-    db(1, 1)
-    return sum(bit << i for i, bit in enumerate(seq))

@@ -195,7 +195,7 @@ def random_options(rng):
     return PipelineOptions(register_encoder=flag(), layers_per_stage=period(),
                            adder_levels_per_stage=period(), register_scores=flag(),
                            argmax_levels_per_stage=period(), register_output=flag(),
-                           share_subtrees=flag())
+                           share_subtrees=flag(), register_comparisons=flag())
 
 
 @pytest.mark.parametrize("seed", range(200, 224))
@@ -221,7 +221,7 @@ EDGE_NETS = {
 
 
 @pytest.mark.parametrize("name", sorted(EDGE_NETS))
-@pytest.mark.parametrize("options", ["default", "deep", "comb"])
+@pytest.mark.parametrize("options", ["default", "deep", "comb", "free"])
 def test_edge_nets(name, options):
     net = make_net(100 + sorted(EDGE_NETS).index(name), **EDGE_NETS[name])
     x = make_inputs(net, 40, 5)
@@ -462,6 +462,7 @@ def test_hdl_sources_do_not_import_torch():
 # -- LUT layers and the group-sum head -----------------------------------------------------------
 
 from lutnet.hdl import GroupSumHeadComponent, LutLayerComponent, lut_support  # noqa: E402
+from lutnet.hdl.popcount import group_count_depth  # noqa: E402
 from netgen import random_lut_layer, random_net  # noqa: E402
 
 
@@ -534,8 +535,8 @@ def test_lut_components_ports_and_latency():
     assert (len(c.i), len(c.o), c.latency) == (20, 9, 1)
     assert LutLayerComponent(layer, register=False).latency == 0
     head = GroupSumHeadComponent(ir.GroupSumHead(30, 3), adder_levels_per_stage=1)
-    # groups of 10: tree depth 4 -> 3 registers inside, + scores + output
-    assert (head.class_bits, head.score_bits, len(head.o), head.latency) == (2, 4, 2 + 12, 5)
+    # groups of 10: 4-bit counts, then 2 adder levels -> 2 registers inside, + scores + output
+    assert (head.class_bits, head.score_bits, len(head.o), head.latency) == (2, 4, 2 + 12, 4)
     net = make_lut_net(3)
     top = LutnetTop(net, options=PipelineOptions(layers_per_stage=2))
     assert all(l.latency == 0 for l in top.layers[0::2] if isinstance(l, LutLayerComponent))
@@ -611,18 +612,20 @@ PIPELINED = {
 
 
 def test_group_sum_head_latency_grows_with_adder_levels():
-    head = ir.GroupSumHead(16 * 10, 10)        # groups of 16: 4 adder levels; argmax depth 4
+    # groups of 16: 4-bit counts then 2 adder levels (3 levels); argmax depth 4
+    head = ir.GroupSumHead(16 * 10, 10)
+    assert [group_count_depth(n) for n in (16, 4, 5, 50)] == [3, 1, 2, 5]
     latency = {p: GroupSumHeadComponent(head, adder_levels_per_stage=p).latency
                for p in (None, 1, 2, 3, 4)}
-    # registers inside the tree: (4 - 1) // p, plus the score and output registers
-    assert latency == {None: 2, 1: 5, 2: 3, 3: 3, 4: 2}
+    # registers inside the tree: (3 - 1) // p, plus the score and output registers
+    assert latency == {None: 2, 1: 4, 2: 3, 3: 2, 4: 2}
     c = GroupSumHeadComponent(head, adder_levels_per_stage=1, argmax_levels_per_stage=1,
                               register_comparisons=True)
-    assert (c.tree_latency, c.argmax_latency, c.latency) == (3, 3 + 4, 3 + 1 + 7 + 1)
+    assert (c.tree_latency, c.argmax_latency, c.latency) == (2, 3 + 4, 2 + 1 + 7 + 1)
     net = make_group_sum_net(1)
     tops = {name: pipelined_top(net, o) for name, o in PIPELINED.items()}
-    # encoder 1 + layer 1 + head: tree (4-1)//1, scores 1, argmax (3-1)//1, output 1
-    assert tops["deep"].latency == 1 + 1 + 3 + 1 + 2 + 1
+    # encoder 1 + layer 1 + head: tree (3-1)//1, scores 1, argmax (3-1)//1, output 1
+    assert tops["deep"].latency == 1 + 1 + 2 + 1 + 2 + 1
     assert tops["deepest"].latency == tops["deep"].latency + 3
     assert tops["compare_only"].latency == 1 + 3
     assert tops["adder2"].head.latency == 1 + 1 + (1 + 3) + 1
@@ -672,7 +675,7 @@ def test_register_comparisons_option():
 
 # -- stall-free pipeline: the credit buffer ----------------------------------------------------
 
-from lutnet.hdl.top import CreditBuffer, de_bruijn  # noqa: E402
+from lutnet.hdl.top import CreditBuffer  # noqa: E402
 
 
 def run_credit_buffer(latency, n, *, offer, take, seed=0, width=8, banks=None):
@@ -777,10 +780,6 @@ def test_credit_buffer_sizes_and_errors():
     assert (large.banks, large.credits, large.depth, large.latency) == (2, 22, 16, 3)
     assert CreditBuffer(8, credits=18).depth == 32      # credits - 1 words, a power of two
     assert CreditBuffer(8, credits=2).depth == 2
-    for k in range(1, 7):
-        s = de_bruijn(k)
-        ring = [(s >> i) & 1 for i in range(2 ** k)] * 2
-        assert len({tuple(ring[i:i + k]) for i in range(2 ** k)}) == 2 ** k
     with pytest.raises(ValueError, match="^credits must be a positive integer, not 0$"):
         CreditBuffer(8, credits=0)
     with pytest.raises(ValueError, match="^width must be a positive integer, not True$"):
