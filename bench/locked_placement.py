@@ -1,31 +1,34 @@
-"""A hardware probe for the Fmax target: how fast is a LUT layer's stage on ECP5 when its wiring is
-local and its neurons are placed along that locality, not by nextpnr?
+"""A hardware probe for the Fmax target: how fast is a LUT layer's stage on ECP5 when the net is
+trained local (`--local R`, lutnet.locality) and its neurons are placed where the layout puts them,
+not by nextpnr?
 
 It takes the netlist of an ECP5 core build (`lutnet build ... --board ulx3s-85f --core-only`),
 places it as the build did (seed 1), then locks every encoder flip-flop and every LUT neuron (its
-LUT4 and its output flip-flop in one slice, so the LUT feeds the flip-flop directly) along a
-serpentine of tiles in the order of their position in the network (bit j of n at j / n), and
-places and routes again with only the rest left to nextpnr. Neurons whose flip-flop Yosys gave a
-set/reset or enable input (part of the neuron's logic) are not locked. The locking is a BEL
+LUT4 and its output flip-flop in one slice, so the LUT feeds the flip-flop directly) at the tile
+its position in the layout maps to, on a square of tiles, and places and routes again with only
+the rest left to nextpnr. A neuron whose flip-flop Yosys gave a set/reset or enable input (part of
+the neuron's logic) is not locked, nor the LUT of a neuron that Yosys shares with another (the
+flip-flop alone is; locked, such a LUT crashes nextpnr-ecp5 0.11's placer). The locking is a BEL
 attribute per cell in the Yosys JSON netlist.
 
-Without --relays, four neurons share a tile (one per slice). With --relays every LUT input of a
-locked neuron gets a flip-flop of its own in the neuron's tile (one neuron per tile), so a long
-route is a stage of its own (register to register, no LUT) and the LUT reads from its own tile.
-That is a timing probe only: the relays add a cycle per layer that the valid bits do not count,
-so the core no longer computes the network.
+Without --relays, PER_TILE neurons share a tile on average (two per slice at most). With --relays
+every LUT input of a locked neuron gets a flip-flop of its own in the neuron's tile (one neuron a
+tile), so a long route is a stage of its own (register to register, no LUT) and the LUT reads from
+its own tile. That is a timing probe only: the relays add a cycle per layer that the valid bits do
+not count, so the core no longer computes the network.
 
 It prints, for both runs, Fmax and the median and slowest register-input arrival of each stage
 (lutnet.pnr.stage_timing), and the arrivals at the locked neurons (and relays) by how far (in
 tiles) the flip-flop they read sits: the budget of 0.8 of the fabric ceiling is 2.16 ns.
 
-    bench/local_wiring.py runs/mnist-k4 OUT
+    lutnet distill runs/mnist-1500 -o OUT --k 4 --group 50 --local 0.1
     lutnet build OUT -o OUT/ecp5 --board ulx3s-85f --core-only --adder-levels-per-stage 1 \\
         --argmax-levels-per-stage 1 --register-comparisons --stall-free
-    bench/locked_placement.py OUT/ecp5 [--relays] [--width TILES]
+    bench/locked_placement.py OUT/ecp5 [--per-tile N | --relays]
 """
 import argparse
 import json
+import math
 import re
 import shutil
 import statistics
@@ -35,12 +38,13 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from lutnet import pnr, targets
+from lutnet import locality, pnr, targets
+from lutnet.ir import Network
 
 TOP = "lutnet_top"
 STAGE_NETS = ("encoder.o", "layer0.o", "layer1.o", "layer2.o", "layer3.o")
 BUDGET_NS = 2.16
-#: Without relays: one neuron (LUT and flip-flop) per slice.
+#: Without relays: up to two neurons (LUT and flip-flop) a slice.
 SHARED = ["SLICEA", "SLICEB", "SLICEC", "SLICED"]
 #: With relays: the neuron in slice A's first pair, its relays, and up to three encoder bits.
 NEURON, RELAYS, ENCODER = "SLICEA", ["SLICEA.FF1", "SLICEB.FF0", "SLICEB.FF1", "SLICEC.FF0"], \
@@ -57,8 +61,8 @@ def nextpnr(work: Path, netlist: str, report: str, target) -> dict:
     done = subprocess.run(pnr.tool_command("nextpnr-ecp5") + args, cwd=work, capture_output=True, text=True)
     if done.returncode:
         lines = (done.stderr + done.stdout).splitlines()
-        errors = [line for line in lines if "ERROR" in line] or lines[-1:] or ["no output"]
-        return {"error": errors[0]}
+        errors = [" ".join(lines[i:i + 2]) for i, line in enumerate(lines) if "ERROR" in line] or lines[-1:] or ["no output"]
+        return {"error": errors[0], "tail": lines[-8:]}
     return json.loads((work / report).read_text())
 
 
@@ -73,9 +77,15 @@ def drivers(module: dict) -> dict:
 
 
 def lockable(module: dict, driver: dict):
-    """[(position, ff, lut or None)] of the stage outputs' flip-flops that can be locked, and
+    """[(stage net, bit, ff, lut or None)] of the stage outputs' flip-flops that can be locked, and
     {reason: count} of those that cannot; drops the lockable flip-flops' dangling CE/M nets."""
     cells, items, skipped = module["cells"], [], defaultdict(int)
+    loads = defaultdict(int)
+    for cell in cells.values():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port) == "input":
+                for b in bits:
+                    loads[b] += 1
     for net in STAGE_NETS:
         if net not in module["netnames"]:
             continue
@@ -94,13 +104,17 @@ def lockable(module: dict, driver: dict):
             if source is not None and cells[source[0]]["type"] != "LUT4":
                 skipped[f"{net}: fed by a {cells[source[0]]['type']}"] += 1
                 continue
+            if source is not None and loads[cells[source[0]]["connections"]["Z"][0]] > 1:
+                # a LUT Yosys shares between neurons (or uses elsewhere): locked next to one of its
+                # flip-flops, it crashes nextpnr-ecp5 0.11's placer; the flip-flop is locked alone
+                source = None
             # An unused enable (CEMUX "1") still names a net of its own, and nextpnr refuses two
             # flip-flops with different enable nets in one slice: drop the dangling ones.
             for p in ("CE", "M"):
                 if p in conn and conn[p][0] not in driver:
                     del conn[p]
-            items.append(((j + 0.5) / len(bits), ff, source and source[0]))
-    return sorted(items), dict(skipped)
+            items.append((net, j, ff, source and source[0]))
+    return items, dict(skipped)
 
 
 def add_relays(module: dict, driver: dict, items: list) -> dict:
@@ -133,46 +147,58 @@ def add_relays(module: dict, driver: dict, items: list) -> dict:
     return relays
 
 
-def serpentine(width: int, bad_rows: set):
-    """Tiles in rows of ``width`` from (2, 2), each row the other way, skipping ``bad_rows``."""
-    y, rows = 2, 0
-    while True:
-        if y not in bad_rows:
-            row = [(x, y) for x in range(2, 2 + width)]
-            yield from row[::-1] if rows % 2 else row
-            rows += 1
-        y += 1
+def grid_lock(cells: dict, items: list, per_tile: int, bad_rows: set, relays: dict | None = None) -> int:
+    """Lock every item at the tile its 2-D position (lutnet.locality) maps to on a square of tiles
+    from (2, 2) holding ``per_tile`` items each on average (with relays: one neuron and its relays
+    a tile, encoder flip-flops in the tile's free slots); an item whose tile is full takes the
+    nearest one with room. The number of tiles used."""
+    neurons = sum(1 for _, _, lut in items if lut)
+    side = math.ceil(math.sqrt(neurons if relays is not None else len(items) / per_tile))
+    rows = [y for y in range(2, 2 + 2 * side + len(bad_rows) + 40) if y not in bad_rows]
+    shared = [f"{s}.{half}" for half in ("0", "1") for s in SHARED]
+    slots = {"neuron": [NEURON + ".0"], "encoder": ENCODER} if relays is not None else \
+        {"neuron": shared, "encoder": shared}
+    fill = defaultdict(list)           # tile -> slots taken
 
+    def free(ix, iy, kind):
+        for ring in range(4 * side):
+            ring_tiles = [(ix + dx, iy + dy) for dx in range(-ring, ring + 1) for dy in range(-ring, ring + 1)
+                          if max(abs(dx), abs(dy)) == ring and ix + dx >= 0 and iy + dy >= 0]
+            for t in sorted(ring_tiles, key=lambda t: abs(t[0] - ix) + abs(t[1] - iy)):
+                left = [s for s in slots[kind] if s not in fill[t]]
+                if left:
+                    fill[t].append(left[0])
+                    return t, left[0]
+        raise RuntimeError("no free tile")
 
-def lock(cells: dict, items: list, relays: dict | None, width: int, bad_rows: set) -> int:
-    """Set the BEL attributes; the number of tiles used."""
-    tiles, used = serpentine(width, bad_rows), 0
-
-    def bel(cell, where):
-        cells[cell]["attributes"]["BEL"] = where
-
-    if relays is None:
-        for k, (_, ff, lut) in enumerate(items):
-            if k % len(SHARED) == 0:
-                (x, y), used = next(tiles), used + 1
-            s = SHARED[k % len(SHARED)]
-            bel(ff, f"X{x}/Y{y}/{s}.FF0")
+    for (r, c), ff, lut in items:
+        (ix, iy), slot = free(min(side - 1, int(c * side)), min(side - 1, int(r * side)), "neuron" if lut else "encoder")
+        x, y = 2 + ix, rows[iy]
+        if "." in slot and slot.rsplit(".", 1)[1] in ("0", "1"):
+            site, half = slot.rsplit(".", 1)
+            cells[ff]["attributes"]["BEL"] = f"X{x}/Y{y}/{site}.FF{half}"
             if lut:
-                bel(lut, f"X{x}/Y{y}/{s}.K0")
-        return used
-    free = []
-    for _, ff, lut in items:
-        if lut is None:                 # an encoder flip-flop: a free slot of the current tile
-            if not free:
-                (x, y), used, free = next(tiles), used + 1, list(ENCODER)
-            bel(ff, f"X{x}/Y{y}/{free.pop(0)}")
-            continue
-        (x, y), used, free = next(tiles), used + 1, list(ENCODER)
-        bel(ff, f"X{x}/Y{y}/{NEURON}.FF0")
-        bel(lut, f"X{x}/Y{y}/{NEURON}.K0")
-        for relay, where in zip(relays[lut], RELAYS):
-            bel(relay, f"X{x}/Y{y}/{where}")
-    return used
+                cells[lut]["attributes"]["BEL"] = f"X{x}/Y{y}/{site}.K{half}"
+        else:                           # an encoder flip-flop in a relay tile's free slot
+            cells[ff]["attributes"]["BEL"] = f"X{x}/Y{y}/{slot}"
+        if lut and relays is not None:
+            for relay, where in zip(relays[lut], RELAYS):
+                cells[relay]["attributes"]["BEL"] = f"X{x}/Y{y}/{where}"
+    return len(fill)
+
+
+def grid_positions(build: Path, items: list) -> list:
+    """[(position, ff, lut)]: the items placed by the build's model (lutnet.locality.chain)."""
+    summary = json.loads((build / "summary.json").read_text())
+    net = Network.load(summary["model"])
+    widths = [layer.n_out for layer in net.layers]
+    pos = locality.chain(net.encoder.n_features, net.encoder.levels, widths,
+                         net.n_classes if net.head.kind == "group_sum" else None)
+    out = []
+    for stage, j, ff, lut in items:
+        p = pos[0] if stage == "encoder.o" else pos[1 + int(stage[len("layer"):-len(".o")])]
+        out.append((tuple(p[j]), ff, lut))
+    return out
 
 
 def tile(cell: dict):
@@ -195,7 +221,7 @@ def table(title: str, groups: dict):
               f"{over} ({over / len(v):.0%})")
 
 
-def probe(build: Path, work: Path, width: int, with_relays: bool):
+def probe(build: Path, work: Path, per_tile: int, with_relays: bool):
     if not (build / "pnr" / f"{TOP}.json").is_file() or not (build / "summary.json").is_file():
         sys.exit(f"{build}: not a `lutnet build --core-only` ECP5 build (no summary.json, pnr/{TOP}.json)")
     target = targets.load(json.loads((build / "summary.json").read_text())["board"])
@@ -212,10 +238,11 @@ def probe(build: Path, work: Path, width: int, with_relays: bool):
     module = d["modules"][TOP]
     cells, driver = module["cells"], drivers(module)
     items, skipped = lockable(module, driver)
+    items = grid_positions(build, items)
     relays = add_relays(module, driver, items) if with_relays else None
     bad_rows = set()
     while True:
-        used = lock(cells, items, relays, width, bad_rows)
+        used = grid_lock(cells, items, per_tile, bad_rows, relays)
         (work / "locked.json").write_text(json.dumps(d))
         report = nextpnr(work, "locked.json", "locked_report.json", target)
         row = _NO_BEL.search(report.get("error", ""))
@@ -223,11 +250,12 @@ def probe(build: Path, work: Path, width: int, with_relays: bool):
             break
         bad_rows.add(int(row[1]))       # a row of block RAM or DSP tiles: no slices
     if "error" in report:
-        sys.exit(f"nextpnr-ecp5 failed: {report['error']}")
+        sys.exit(f"nextpnr-ecp5 failed: {report['error']} {report.get('tail')}")
     runs["neurons locked"] = report
     print(f"locked {len(items)} flip-flops ({sum(1 for i in items if i[2])} with their LUT"
           f"{f', {sum(map(len, relays.values()))} relays' if relays else ''}) on {used} tiles, "
-          f"{width} a row (rows without slices: {sorted(bad_rows)}); not locked: {skipped}")
+          f"{'one neuron' if relays else per_tile} a tile (rows without slices: {sorted(bad_rows)}); "
+          f"not locked: {skipped}")
     for name, report in runs.items():
         stages, critical = pnr.stage_timing(report, module, spans, TOP)
         figures = ", ".join(f"{s} {v['median_ns']:.2f}/{v['worst_ns']:.2f}" for s, v in stages.items())
@@ -258,11 +286,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build", type=Path, help="an ECP5 `lutnet build --core-only` folder")
     parser.add_argument("--relays", action="store_true",
-                        help="a flip-flop per LUT input, in the neuron's tile")
-    parser.add_argument("--width", type=int, help="tiles a row (default 26, 40 with --relays)")
+                        help="a flip-flop per LUT input, in the neuron's tile (one neuron a tile)")
+    parser.add_argument("--per-tile", type=int, default=4, choices=range(1, 9), metavar="N",
+                        help="neurons a tile on average without relays, 1..8 (default 4)")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="locked-") as tmp:
-        probe(a.build, Path(tmp), a.width or (40 if a.relays else 26), a.relays)
+        probe(a.build, Path(tmp), a.per_tile, a.relays)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/build"
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/icebreaker" --board icebreaker --verify 10
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ulx3s" --board ulx3s-85f $PIPE
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
-# A hardware probe: the K = 4 net rewired locally (tables kept, accuracy lost), to see where the clock goes.
-$BIN/python bench/local_wiring.py "$OUT/mnist-k4" "$OUT/mnist-k4-local"
+# The K = 4 student trained local (every input within 0.1 of its neuron on the shared layout), its
+# ECP5 core, and a probe of that core's neurons locked where the layout puts them (BEL attributes),
+# the rest placed by nextpnr; then with a relay flip-flop per LUT input in the neuron's tile.
+$T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4-local" --k 4 --group 50 --epochs 20 --local 0.1 --threads 2
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
-# ... and its neurons locked along a serpentine of tiles (BEL attributes), the rest placed by nextpnr;
-# then with a relay flip-flop per LUT input in the neuron's tile (a timing probe only).
-$T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core"
+$T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --per-tile 4
 $T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --relays
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"
