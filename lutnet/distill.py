@@ -8,7 +8,11 @@ the teacher's XNOR head into ``group`` LUT neurons per class summed by a group-s
    ``|w|`` (rule ``weight``, the checkpoint's real-valued weights), of largest correlation with
    its output over the training set (``corr``; also what ``weight`` falls back to for an IR-only
    teacher, whose weights are all +-1), or K random inputs (``random``). A head neuron of class
-   ``c`` reads a K-slice of the top ``K * group`` inputs of the teacher's class ``c``.
+   ``c`` reads a K-slice of the top ``K * group`` inputs of the teacher's class ``c``. With
+   ``local`` (:mod:`lutnet.locality`) the teacher's hidden neurons are first reordered so that
+   each takes the grid slot nearest the centre of its 2K top-ranked inputs (an assignment;
+   the teacher computes the same), and every student neuron ranks only the inputs within
+   ``local`` of its slot (head neurons: those of their class not yet taken, where possible).
 2. **init**: the table entry for address ``a`` is ``2 P(teacher neuron fires | its wired inputs =
    a) - 1``, the probability taken over the training set for the teacher's other inputs: the
    teacher fires when ``agree(wired) + agree(rest) >= threshold``, and ``agree(rest)`` is counted
@@ -96,8 +100,8 @@ class DistillConfig:
             if getattr(self, name) is not None:
                 integer(name, 1)
         if self.local is not None:
-            if isinstance(self.local, bool) or not isinstance(self.local, (int, float)) or not 0 < self.local < math.inf:
-                raise DistillError(f"local must be a positive distance, not {self.local!r}")
+            if locality.radius_error(self.local):
+                raise DistillError(locality.radius_error(self.local))
             if self.tree:
                 raise DistillError("local wiring is not implemented for tree students; drop tree or local")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:

@@ -25,6 +25,14 @@ import math
 import numpy as np
 
 
+def radius_error(radius) -> str | None:
+    """Why ``radius`` is not a valid ``local`` setting (None when it is: None or a positive
+    finite number)."""
+    if radius is None or (not isinstance(radius, bool) and isinstance(radius, (int, float)) and 0 < radius < math.inf):
+        return None
+    return f"local must be a positive distance (a fraction of the layout's side), not {radius!r}"
+
+
 def grid(n: int) -> np.ndarray:
     """(n, 2) centres (row, column) in [0, 1) of ``n`` cells filled row-major on the squarest grid.
 

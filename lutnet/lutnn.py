@@ -48,9 +48,8 @@ class LutConfig:
             raise ValueError(f"k must be an integer in 2..{MAX_LUT_INPUTS}, not {self.k!r}")
         if not self.hidden or any(not isinstance(w, int) or w < 1 for w in self.hidden):
             raise ValueError(f"hidden must list positive layer widths, not {self.hidden!r}")
-        if self.local is not None and (isinstance(self.local, bool) or not isinstance(self.local, (int, float))
-                                       or not 0 < self.local < math.inf):
-            raise ValueError(f"local must be a positive distance (a fraction of the layout's side), not {self.local!r}")
+        if locality.radius_error(self.local):
+            raise ValueError(locality.radius_error(self.local))
         if self.local is not None and self.wiring == "serial":
             raise ValueError("serial wiring is not local: use random or learned wiring with local")
         if self.hidden[-1] % self.n_classes:

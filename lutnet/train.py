@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import datasets, golden
+from . import datasets, golden, locality
 from .bnn import BINARIZATIONS, BinaryMLP, BnnConfig
 from .fold import fold_check, to_ir
 from .ir import LutLayer
@@ -94,8 +94,8 @@ class TrainConfig:
         if self.local is not None:
             if self.arch != "lut":
                 raise ConfigError("local applies to LUT layers only (arch lut)")
-            if isinstance(self.local, bool) or not isinstance(self.local, (int, float)) or not 0 < self.local < math.inf:
-                raise ConfigError(f"local must be a positive distance, not {self.local!r}")
+            if locality.radius_error(self.local):
+                raise ConfigError(locality.radius_error(self.local))
             if self.wiring == "serial":
                 raise ConfigError("serial wiring is not local: use random or learned wiring with local")
         if self.binarization not in BINARIZATIONS:

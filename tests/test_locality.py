@@ -46,26 +46,14 @@ def test_allowed_is_the_window_widened_to_k_inputs():
         locality.allowed(out, inp, 0.0, k=4)
 
 
-def test_random_and_learned_wiring_stay_inside_the_mask():
+def test_random_wiring_stays_inside_the_mask_and_bad_masks_are_refused():
     g = torch.Generator().manual_seed(3)
     allow = torch.ones(8, 16, dtype=torch.bool)
     allow[:4, 15] = False                                       # neurons 0-3 may not read input 15
     allow[:, :2] = False
-    block = LutBlock(16, 8, 3, LutConfig(hidden=(10,), k=3, n_classes=2), g, learn_wiring=True,
-                     wiring_margin=0.01, batchnorm=False, extended_gradient=True, allow=allow)
-    assert not (block.wiring < 2).any() and not (block.wiring[:4] == 15).any()
-    opt = torch.optim.Adam(block.parameters(), lr=0.05)
-    x = torch.randint(0, 2, (256, 16), generator=g).float()
-    target = x[:, 15:16].expand(-1, 8)                          # every neuron would copy input 15
-    for _ in range(60):
-        block.train()
-        loss = ((block.values(x) - (2 * target - 1)) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    block.values(x)
-    assert (block.wiring[4:] == 15).any(dim=1).float().mean() > 0.5   # the allowed ones moved there
-    assert not (block.wiring[:4] == 15).any() and not (block.wiring < 2).any()
+    for _ in range(5):                                          # five random wirings
+        block = LutBlock(16, 8, 3, LutConfig(hidden=(10,), k=3, n_classes=2), g, allow=allow)
+        assert not (block.wiring < 2).any() and not (block.wiring[:4] == 15).any()
     with pytest.raises(ValueError, match="wiring reads inputs that allow forbids"):
         LutBlock(16, 8, 3, LutConfig(hidden=(10,), k=3, n_classes=2), g, wiring=torch.zeros(8, 3, dtype=torch.int64)
                  + torch.arange(3), allow=allow)

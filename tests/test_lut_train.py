@@ -89,14 +89,22 @@ def test_extended_finite_difference_matches_its_definition():
                 assert float(e[i, j, a]) == pytest.approx(np.dot(w, d) / sum(w), abs=1e-6)
 
 
-def test_learned_wiring_moves_and_extraction_follows_it():
+@pytest.mark.parametrize("local", [False, True])
+def test_learned_wiring_moves_and_extraction_follows_it(local):
+    """Every neuron should copy input 15; with ``allow`` (local wiring) neurons 0-3 may not read
+    it and none may read inputs 0-1, so only the others move there."""
     g = torch.Generator().manual_seed(3)
+    allow = None
+    if local:
+        allow = torch.ones(8, 16, dtype=torch.bool)
+        allow[:4, 15] = False
+        allow[:, :2] = False
     block = LutBlock(16, 8, 3, LutConfig(hidden=(10,), k=3, n_classes=2), g, learn_wiring=True,
-                     wiring_margin=0.01, batchnorm=False, extended_gradient=True)
+                     wiring_margin=0.01, batchnorm=False, extended_gradient=True, allow=allow)
     start = block.wiring.clone()
     opt = torch.optim.Adam(block.parameters(), lr=0.05)
     x = torch.randint(0, 2, (256, 16), generator=g).float()
-    target = x[:, 15:16].expand(-1, 8)            # every neuron should copy input 15
+    target = x[:, 15:16].expand(-1, 8)
     for _ in range(60):
         block.train()
         loss = ((block.values(x) - (2 * target - 1)) ** 2).mean()
@@ -104,7 +112,10 @@ def test_learned_wiring_moves_and_extraction_follows_it():
         loss.backward()
         opt.step()
     block.values(x)                                 # the wiring follows the mapping
-    assert not torch.equal(block.wiring, start) and (block.wiring == 15).any(dim=1).float().mean() > 0.5
+    movers = block.wiring[4:] if local else block.wiring
+    assert not torch.equal(block.wiring, start) and (movers == 15).any(dim=1).float().mean() > 0.5
+    if local:
+        assert not (block.wiring[:4] == 15).any() and not (block.wiring < 2).any()
     block.eval()
     layer = block.extract()
     assert np.array_equal(layer.inputs, block.wiring.numpy())
