@@ -155,9 +155,10 @@ def grid_lock(cells: dict, items: list, per_tile: int, bad_rows: set, relays: di
     neurons = sum(1 for _, _, lut in items if lut)
     side = math.ceil(math.sqrt(neurons if relays is not None else len(items) / per_tile))
     rows = [y for y in range(2, 2 + 2 * side + len(bad_rows) + 40) if y not in bad_rows]
-    shared = [f"{s}.{half}" for half in ("0", "1") for s in SHARED]
-    slots = {"neuron": [NEURON + ".0"], "encoder": ENCODER} if relays is not None else \
-        {"neuron": shared, "encoder": shared}
+    # slots: (flip-flop BEL, LUT BEL or None)
+    shared = [(f"{s}.FF{half}", f"{s}.K{half}") for half in "01" for s in SHARED]
+    slots = {"neuron": [(f"{NEURON}.FF0", f"{NEURON}.K0")], "encoder": [(e, None) for e in ENCODER]} \
+        if relays is not None else {"neuron": shared, "encoder": shared}
     fill = defaultdict(list)           # tile -> slots taken
 
     def free(ix, iy, kind):
@@ -172,15 +173,12 @@ def grid_lock(cells: dict, items: list, per_tile: int, bad_rows: set, relays: di
         raise RuntimeError("no free tile")
 
     for (r, c), ff, lut in items:
-        (ix, iy), slot = free(min(side - 1, int(c * side)), min(side - 1, int(r * side)), "neuron" if lut else "encoder")
+        (ix, iy), (ff_bel, lut_bel) = free(min(side - 1, int(c * side)), min(side - 1, int(r * side)),
+                                           "neuron" if lut else "encoder")
         x, y = 2 + ix, rows[iy]
-        if "." in slot and slot.rsplit(".", 1)[1] in ("0", "1"):
-            site, half = slot.rsplit(".", 1)
-            cells[ff]["attributes"]["BEL"] = f"X{x}/Y{y}/{site}.FF{half}"
-            if lut:
-                cells[lut]["attributes"]["BEL"] = f"X{x}/Y{y}/{site}.K{half}"
-        else:                           # an encoder flip-flop in a relay tile's free slot
-            cells[ff]["attributes"]["BEL"] = f"X{x}/Y{y}/{slot}"
+        cells[ff]["attributes"]["BEL"] = f"X{x}/Y{y}/{ff_bel}"
+        if lut:
+            cells[lut]["attributes"]["BEL"] = f"X{x}/Y{y}/{lut_bel}"
         if lut and relays is not None:
             for relay, where in zip(relays[lut], RELAYS):
                 cells[relay]["attributes"]["BEL"] = f"X{x}/Y{y}/{where}"
