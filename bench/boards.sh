@@ -2,7 +2,8 @@
 # Board builds of small digits LUT-Nets (the README's Boards table, digits rows):
 # an iCEBreaker bitstream with the board top checked over the simulated UART, and the most
 # pipelined core on the ECP5 (out of context) for the Fmax / fabric-ceiling ratio, with the global
-# enable (ecp5-pipelined) and free-running with a credit-counted output buffer (ecp5-stall-free).
+# enable (ecp5-pipelined) and free-running with a credit-counted output buffer (ecp5-stall-free),
+# then with relays (ecp5-relays) and placed by lutnet (ecp5-placed).
 #   bench/boards.sh [OUT_DIR]     (default runs/boards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +21,7 @@ for k in 6 4; do
 done
 $T $BIN/lutnet build "$OUT/dlut6" -o "$OUT/dlut6/ecp5-stall-free-split" --board ulx3s-85f --core-only $PIPE \
     --stall-free --split-lut6
+# relays alone (nextpnr places them), and the layers placed by lutnet with their relays
+$T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-relays" --board ulx3s-85f --core-only $PIPE --stall-free --relays
+$T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-placed" --board ulx3s-85f --core-only $PIPE --place
 $BIN/lutnet report "$OUT"

@@ -11,20 +11,18 @@ the neuron's logic) is not locked, nor the LUT of a neuron that Yosys shares wit
 flip-flop alone is; locked, such a LUT crashes nextpnr-ecp5 0.11's placer). The locking is a BEL
 attribute per cell in the Yosys JSON netlist.
 
-Without --relays, PER_TILE neurons share a tile on average (two per slice at most). With --relays
-every LUT input of a locked neuron gets a flip-flop of its own in the neuron's tile (one neuron a
-tile), so a long route is a stage of its own (register to register, no LUT) and the LUT reads from
-its own tile. That is a timing probe only: the relays add a cycle per layer that the valid bits do
-not count, so the core no longer computes the network.
+PER_TILE neurons share a tile on average (two per slice at most), and each LUT reads its inputs
+straight from the previous layer's flip-flops. (The design this probe led to, a relay flip-flop per
+LUT input in the neuron's tile and one neuron a tile, is `lutnet build --place`.)
 
 It prints, for both runs, Fmax and the median and slowest register-input arrival of each stage
-(lutnet.pnr.stage_timing), and the arrivals at the locked neurons (and relays) by how far (in
-tiles) the flip-flop they read sits: the budget of 0.8 of the fabric ceiling is 2.16 ns.
+(lutnet.pnr.stage_timing), and the arrivals at the locked neurons by how far (in tiles) their
+farthest input sits: the budget of 0.8 of the fabric ceiling is 2.16 ns.
 
     lutnet distill runs/mnist-1500 -o OUT --k 4 --group 50 --local 0.1
     lutnet build OUT -o OUT/ecp5 --board ulx3s-85f --core-only --adder-levels-per-stage 1 \\
         --argmax-levels-per-stage 1 --register-comparisons --stall-free
-    bench/locked_placement.py OUT/ecp5 [--per-tile N | --relays]
+    bench/locked_placement.py OUT/ecp5 [--per-tile N]
 """
 import argparse
 import json
@@ -44,11 +42,8 @@ from lutnet.ir import Network
 TOP = "lutnet_top"
 STAGE_NETS = ("encoder.o", "layer0.o", "layer1.o", "layer2.o", "layer3.o")
 BUDGET_NS = 2.16
-#: Without relays: up to two neurons (LUT and flip-flop) a slice.
+#: Up to two neurons (LUT and flip-flop) a slice.
 SHARED = ["SLICEA", "SLICEB", "SLICEC", "SLICED"]
-#: With relays: the neuron in slice A's first pair, its relays, and up to three encoder bits.
-NEURON, RELAYS, ENCODER = "SLICEA", ["SLICEA.FF1", "SLICEB.FF0", "SLICEB.FF1", "SLICEC.FF0"], \
-    ["SLICEC.FF1", "SLICED.FF0", "SLICED.FF1"]
 _BEL = re.compile(r"X(\d+)/Y(\d+)/SLICE")
 _NO_BEL = re.compile(r"No Bel named 'X\d+/Y(\d+)/")
 
@@ -117,48 +112,15 @@ def lockable(module: dict, driver: dict):
     return items, dict(skipped)
 
 
-def add_relays(module: dict, driver: dict, items: list) -> dict:
-    """A flip-flop between every flip-flop-driven LUT input of the locked neurons and its
-    source; {lut: [relay cells]}."""
-    cells = module["cells"]
-    first = next(ff for _, ff, lut in items if lut)
-    params, clk = dict(cells[first]["parameters"]), cells[first]["connections"]["CLK"]
-    bit = 1 + max(b for c in cells.values() for bits in c["connections"].values() for b in bits
-                  if isinstance(b, int))
-    relays = {}
-    for _, _, lut in items:
-        if lut is None:
-            continue
-        relays[lut] = []
-        for port in "ABCD":
-            source = cells[lut]["connections"].get(port)
-            if not source or driver.get(source[0], ("", ""))[1] != "Q":
-                continue
-            name = f"relay{bit}"
-            cells[name] = {"hide_name": 0, "type": "TRELLIS_FF", "parameters": params,
-                           # the LUT's source line: the relay counts in the neuron's stage
-                           "attributes": {"src": cells[lut]["attributes"].get("src", "")},
-                           "port_directions": {"CLK": "input", "M": "input", "LSR": "input", "Q": "output"},
-                           "connections": {"CLK": clk, "M": source, "LSR": ["0"], "Q": [bit]}}
-            module["netnames"][name] = {"hide_name": 0, "bits": [bit], "attributes": {}}
-            cells[lut]["connections"][port] = [bit]
-            relays[lut].append(name)
-            bit += 1
-    return relays
-
-
-def grid_lock(cells: dict, items: list, per_tile: int, bad_rows: set, relays: dict | None = None) -> int:
+def grid_lock(cells: dict, items: list, per_tile: int, bad_rows: set) -> int:
     """Lock every item at the tile its 2-D position (lutnet.locality) maps to on a square of tiles
-    from (2, 2) holding ``per_tile`` items each on average (with relays: one neuron and its relays
-    a tile, encoder flip-flops in the tile's free slots); an item whose tile is full takes the
+    from (2, 2) holding ``per_tile`` items each on average; an item whose tile is full takes the
     nearest one with room. The number of tiles used."""
-    neurons = sum(1 for _, _, lut in items if lut)
-    side = math.ceil(math.sqrt(neurons if relays is not None else len(items) / per_tile))
+    side = math.ceil(math.sqrt(len(items) / per_tile))
     rows = [y for y in range(2, 2 + 2 * side + len(bad_rows) + 40) if y not in bad_rows]
     # slots: (flip-flop BEL, LUT BEL or None)
     shared = [(f"{s}.FF{half}", f"{s}.K{half}") for half in "01" for s in SHARED]
-    slots = {"neuron": [(f"{NEURON}.FF0", f"{NEURON}.K0")], "encoder": [(e, None) for e in ENCODER]} \
-        if relays is not None else {"neuron": shared, "encoder": shared}
+    slots = {"neuron": shared, "encoder": shared}
     fill = defaultdict(list)           # tile -> slots taken
 
     def free(ix, iy, kind):
@@ -179,9 +141,6 @@ def grid_lock(cells: dict, items: list, per_tile: int, bad_rows: set, relays: di
         cells[ff]["attributes"]["BEL"] = f"X{x}/Y{y}/{ff_bel}"
         if lut:
             cells[lut]["attributes"]["BEL"] = f"X{x}/Y{y}/{lut_bel}"
-        if lut and relays is not None:
-            for relay, where in zip(relays[lut], RELAYS):
-                cells[relay]["attributes"]["BEL"] = f"X{x}/Y{y}/{where}"
     return len(fill)
 
 
@@ -219,12 +178,60 @@ def table(title: str, groups: dict):
               f"{over} ({over / len(v):.0%})")
 
 
-def probe(build: Path, work: Path, per_tile: int, with_relays: bool):
+def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict]:
+    """Arrivals at the locked neurons by the distance of their farthest input, and at the relay
+    flip-flops (`lutnet build --place`: Q net named ``layerN.relayJ``) by that of their source."""
+    cells = module["cells"]
+    relay_bits = {b for name, net in module["netnames"].items() if ".relay" in name for b in net["bits"]}
+    neurons, relays = defaultdict(list), defaultdict(list)
+    for net in report["detailed_net_timings"]:
+        for end in net["endpoints"]:
+            name, arrival = end["cell"], end["delay"][1]
+            cell = cells.get(name, {})
+            if end["port"] not in ("DI", "M") or "BEL" not in cell.get("attributes", {}):
+                continue
+            # nextpnr feeds a flip-flop that no LUT of its slice drives through M; in the Yosys
+            # netlist its data input is DI either way
+            source = driver.get(cell["connections"]["DI"][0], (None,))[0]
+            if source is None:
+                continue
+            if cell["connections"]["Q"][0] in relay_bits:
+                relays[min(distance(cells, source, name), 30) // 3 * 3].append(arrival)
+            elif cells[source]["type"] == "LUT4":
+                inputs = [driver.get(cells[source]["connections"].get(p, [None])[0]) for p in "ABCD"]
+                far = max((distance(cells, s[0], name) for s in inputs if s), default=0)
+                neurons[min(far, 12)].append(arrival)
+    return neurons, relays
+
+
+def probe(build: Path, work: Path, per_tile: int):
     if not (build / "pnr" / f"{TOP}.json").is_file() or not (build / "summary.json").is_file():
         sys.exit(f"{build}: not a `lutnet build --core-only` ECP5 build (no summary.json, pnr/{TOP}.json)")
-    target = targets.load(json.loads((build / "summary.json").read_text())["board"])
+    summary = json.loads((build / "summary.json").read_text())
+    target = targets.load(summary["board"])
     if target.family != "ecp5":
         sys.exit(f"{build}: an ECP5 build is needed, not {target.family}")
+    placed = build / "pnr" / "placed.json"
+    if placed.is_file():
+        # a `lutnet build --place` build: its own placement, measured as it is
+        module = json.loads(placed.read_text())["modules"][TOP]
+        report = json.loads((build / "pnr" / "report.json").read_text())
+        print(f"lutnet build --place: {summary['pnr']['placement']}")
+        stages = summary["pnr"]["stage_timing"]
+        print(f"Fmax {summary['pnr']['fmax_mhz']} MHz; median/slowest arrival (ns): "
+              + ", ".join(f"{s} {v['median_ns']:.2f}/{v['worst_ns']:.2f}" for s, v in stages.items()))
+    else:
+        module, report = lock_and_place(build, work, per_tile, target)
+    neurons, relays = arrivals(report, module, drivers(module))
+    table("locked neurons by their farthest input (tiles; 12: 12 or more, or not locked)", neurons)
+    if relays:
+        table("relays by the distance of their source (tiles, in threes: 3 is 3-5; 30: 30 or more, "
+              "or not locked)", relays)
+
+
+def lock_and_place(build: Path, work: Path, per_tile: int, target) -> tuple[dict, dict]:
+    """Place the build's netlist as it is, then with its neurons locked PER_TILE a tile; print
+    both runs' figures, return the locked netlist's top module and its nextpnr report."""
     for name in (f"{TOP}.json", f"{TOP}.v"):
         shutil.copy(build / "pnr" / name, work / name)
     spans = pnr.module_lines(work, [f"{TOP}.v"])
@@ -237,10 +244,9 @@ def probe(build: Path, work: Path, per_tile: int, with_relays: bool):
     cells, driver = module["cells"], drivers(module)
     items, skipped = lockable(module, driver)
     items = grid_positions(build, items)
-    relays = add_relays(module, driver, items) if with_relays else None
     bad_rows = set()
     while True:
-        used = grid_lock(cells, items, per_tile, bad_rows, relays)
+        used = grid_lock(cells, items, per_tile, bad_rows)
         (work / "locked.json").write_text(json.dumps(d))
         report = nextpnr(work, "locked.json", "locked_report.json", target)
         row = _NO_BEL.search(report.get("error", ""))
@@ -250,46 +256,25 @@ def probe(build: Path, work: Path, per_tile: int, with_relays: bool):
     if "error" in report:
         sys.exit(f"nextpnr-ecp5 failed: {report['error']} {report.get('tail')}")
     runs["neurons locked"] = report
-    print(f"locked {len(items)} flip-flops ({sum(1 for i in items if i[2])} with their LUT"
-          f"{f', {sum(map(len, relays.values()))} relays' if relays else ''}) on {used} tiles, "
-          f"{'one neuron' if relays else per_tile} a tile (rows without slices: {sorted(bad_rows)}); "
-          f"not locked: {skipped}")
-    for name, report in runs.items():
-        stages, critical = pnr.stage_timing(report, module, spans, TOP)
+    print(f"locked {len(items)} flip-flops ({sum(1 for i in items if i[2])} with their LUT) on {used} tiles, "
+          f"{per_tile} a tile (rows without slices: {sorted(bad_rows)}); not locked: {skipped}")
+    for name, run in runs.items():
+        stages, critical = pnr.stage_timing(run, module, spans, TOP)
         figures = ", ".join(f"{s} {v['median_ns']:.2f}/{v['worst_ns']:.2f}" for s, v in stages.items())
-        print(f"{name}: Fmax {report['fmax']['clk']['achieved']:.1f} MHz, critical {critical}; "
+        print(f"{name}: Fmax {run['fmax']['clk']['achieved']:.1f} MHz, critical {critical}; "
               f"median/slowest arrival (ns): {figures}")
-
-    neurons, relay_routes = defaultdict(list), defaultdict(list)
-    for net in runs["neurons locked"]["detailed_net_timings"]:
-        for end in net["endpoints"]:
-            name, arrival = end["cell"], end["delay"][1]
-            if relays and name in cells and name.startswith("relay"):
-                source = driver[cells[name]["connections"]["M"][0]][0]
-                relay_routes[min(distance(cells, source, name), 30) // 3 * 3].append(arrival)
-            elif end["port"] == "DI" and "BEL" in cells.get(name, {}).get("attributes", {}):
-                lut = driver.get(cells[name]["connections"]["DI"][0], (None,))[0]
-                if lut is None:
-                    continue
-                sources = [driver.get(cells[lut]["connections"].get(p, [None])[0]) for p in "ABCD"]
-                far = max((distance(cells, s[0], name) for s in sources if s), default=0)
-                neurons[min(far, 12)].append(arrival)
-    table("locked neurons by their farthest input (tiles; 12: 12 or more, or not locked)", neurons)
-    if relays:
-        table("relays by the distance of their source (tiles, in threes: 3 is 3-5; 30: 30 or more, "
-              "or not locked)", relay_routes)
+    return module, report
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("build", type=Path, help="an ECP5 `lutnet build --core-only` folder")
-    parser.add_argument("--relays", action="store_true",
-                        help="a flip-flop per LUT input, in the neuron's tile (one neuron a tile)")
+    parser.add_argument("build", type=Path, help="an ECP5 `lutnet build --core-only` folder; with --place, "
+                                                 "its own placement is measured")
     parser.add_argument("--per-tile", type=int, default=4, choices=range(1, 9), metavar="N",
-                        help="neurons a tile on average without relays, 1..8 (default 4)")
+                        help="neurons a tile on average, 1..8 (default 4)")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="locked-") as tmp:
-        probe(a.build, Path(tmp), a.per_tile, a.relays)
+        probe(a.build, Path(tmp), a.per_tile)
 
 
 if __name__ == "__main__":

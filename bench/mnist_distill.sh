@@ -31,9 +31,11 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ulx3s" --board ulx3s-85f 
 $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
 # The K = 4 student trained local (every input within 0.1 of its neuron on the shared layout), its
 # ECP5 core, and a probe of that core's neurons locked where the layout puts them (BEL attributes),
-# the rest placed by nextpnr; then with a relay flip-flop per LUT input in the neuron's tile.
+# four a tile, the rest placed by nextpnr; then the core placed by lutnet (--place: a neuron and its
+# relay flip-flops a tile) and its arrivals by distance.
 $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4-local" --k 4 --group 50 --epochs 20 --local 0.1 --threads 2
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
 $T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --per-tile 4
-$T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --relays
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-placed" --board ulx3s-85f --core-only $PIPE --place
+$BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-placed"
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"

@@ -292,6 +292,13 @@ class LutLayerComponent(_Stage):
     split_lut6 : bool
         Register every six-input neuron as two five-input halves and its sixth input, choosing
         after the register (one more cycle when the layer has K = 6).
+    relay_inputs : bool
+        Register every neuron's inputs in registers of its own, ``relay{j}`` for neuron ``j``
+        (one more cycle; a bit read by several neurons has a relay in each), then its LUT.
+    read : set of int, optional
+        The outputs the next stage reads; the others are not built (0; with ``split_lut6`` they
+        are, and synthesis removes them). Synthesis would remove them anyway, but not their
+        relays, which it is told to keep.
 
     Attributes
     ----------
@@ -302,14 +309,19 @@ class LutLayerComponent(_Stage):
     o : Out(n_out)
         Output bits.
     latency : int
-        1 if ``register`` else 0 cycles, + 1 with ``split_lut6`` on a K = 6 layer.
+        1 if ``register`` else 0 cycles, + 1 with ``split_lut6`` on a K = 6 layer, + 1 with
+        ``relay_inputs``.
     """
 
     def __init__(self, layer: ir.LutLayer, *, register: bool = True, free_running: bool = False,
-                 split_lut6: bool = False):
+                 split_lut6: bool = False, relay_inputs: bool = False, read: set | None = None):
         super().__init__(layer, ir.LutLayer, "layer", register, free_running)
+        if split_lut6 and relay_inputs:
+            raise ValueError("relay_inputs and split_lut6 cannot be combined")
         self.split_lut6 = bool(split_lut6) and layer.k >= 6
-        self.latency += self.split_lut6
+        self.relay_inputs = bool(relay_inputs)
+        self.read = None if read is None else frozenset(int(j) for j in read)
+        self.latency += self.split_lut6 + self.relay_inputs
 
     def elaborate(self, platform):
         m = Module()
@@ -317,9 +329,16 @@ class LutLayerComponent(_Stage):
             return self._elaborate_split(m)
         layer = self.ir
         bits = []
-        for inputs, table in zip(layer.inputs, layer.tables):
+        for j, (inputs, table) in enumerate(zip(layer.inputs, layer.tables)):
+            if self.read is not None and j not in self.read:
+                bits.append(Const(0, 1))
+                continue
             variables, value = lut_support(inputs, table)
-            bits.append(lut_function(value, [self.i[v] for v in variables]))
+            address = [self.i[v] for v in variables]
+            if self.relay_inputs and address:
+                relay = _signal(m, Cat(*address), self._en, True, f"relay{j}")
+                address = [relay[k] for k in range(len(address))]
+            bits.append(lut_function(value, address))
         _drive(m, self.o, Cat(*bits), self._en, self.register)
         return m
 

@@ -20,7 +20,7 @@ import numpy as np
 __all__ = ["PipelineOptions"]
 
 _BOOLS = ("register_encoder", "register_scores", "register_comparisons", "register_output",
-          "share_subtrees", "stall_free", "split_lut6")
+          "share_subtrees", "stall_free", "split_lut6", "relay_inputs")
 _PERIODS = ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage")
 
 
@@ -45,6 +45,14 @@ class PipelineOptions:
     ``split_lut6`` registers every six-input LUT neuron as its two five-input halves and its
     sixth input, which then picks one (one more cycle per K = 6 layer): on a LUT4 fabric a
     six-input table is two multiplexer levels behind four LUT4s.
+
+    ``relay_inputs`` gives every LUT neuron a register of its own for each of its inputs (a
+    "relay"), between the previous stage's register and its LUT (one more cycle per LUT layer).
+    A stage is then either a route alone (previous register to relay, however far) or a LUT
+    reading registers beside it (relays to the neuron's register), which is what a placement
+    that puts each neuron with its relays in one tile (``lutnet build --place``) needs. A bit
+    read by several neurons gets one relay per neuron; synthesis is told to keep them apart.
+    Not with ``split_lut6``.
     """
 
     register_encoder: bool = True                # register the encoder's output bits
@@ -57,6 +65,7 @@ class PipelineOptions:
     share_subtrees: bool = True                  # build identical popcount subtrees once per layer
     stall_free: bool = False                     # free-running registers + credit-counted output buffer
     split_lut6: bool = False                     # register K=6 neurons as two LUT5 halves + a 2:1 mux
+    relay_inputs: bool = False                   # a register per LUT neuron input (+1 cycle a LUT layer)
 
     def __post_init__(self):
         for name in _BOOLS:
@@ -72,6 +81,8 @@ class PipelineOptions:
                     or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
             object.__setattr__(self, name, int(value))
+        if self.relay_inputs and self.split_lut6:
+            raise ValueError("relay_inputs and split_lut6 cannot be combined")
 
     def to_dict(self) -> dict:
         """The options as plain JSON values."""

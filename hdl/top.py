@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from lutnet import ir
 from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent, XnorHeadComponent,
-                     XnorLayerComponent, class_bits)
+                     XnorLayerComponent, class_bits, lut_support)
 from .options import PipelineOptions
 
 __all__ = ["LutnetTop", "CreditBuffer", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
@@ -79,7 +79,8 @@ class LutnetTop(wiring.Component):
         o = options
         self.encoder = EncoderComponent(net.encoder, register=o.register_encoder,
                                         free_running=o.stall_free)
-        self.layers = tuple(_layer_component(i, layer, o) for i, layer in enumerate(net.layers))
+        self.layers = tuple(_layer_component(i, layer, o, _read_by(net.layers[i + 1:]))
+                            for i, layer in enumerate(net.layers))
         self.head = _head_component(net.head, o)
         self.class_bits = class_bits(net.n_classes)
         self.score_bits = net.head.score_bits
@@ -151,7 +152,16 @@ def _kind(value) -> str:
     return getattr(value, "kind", None) or type(value).__name__
 
 
-def _layer_component(i: int, layer, o: PipelineOptions):
+def _read_by(following) -> set | None:
+    """The bits of a layer that the next layer reads, when it is a LUT layer (an XNOR layer or
+    a head reads every bit: None)."""
+    if not following or type(following[0]) is not ir.LutLayer:
+        return None
+    nxt = following[0]
+    return {v for inputs, table in zip(nxt.inputs, nxt.tables) for v in lut_support(inputs, table)[0]}
+
+
+def _layer_component(i: int, layer, o: PipelineOptions, read: set | None = None):
     register = o.layers_per_stage is not None and (i + 1) % o.layers_per_stage == 0
     if type(layer) is ir.XnorLayer:
         return XnorLayerComponent(layer, register=register,
@@ -159,7 +169,7 @@ def _layer_component(i: int, layer, o: PipelineOptions):
                                   share_subtrees=o.share_subtrees, free_running=o.stall_free)
     if type(layer) is ir.LutLayer:
         return LutLayerComponent(layer, register=register, free_running=o.stall_free,
-                                 split_lut6=o.split_lut6)
+                                 split_lut6=o.split_lut6, relay_inputs=o.relay_inputs, read=read)
     raise TypeError(f"layer {i}: no hardware for layer kind {_kind(layer)!r} "
                     f"(supported: {', '.join(sorted(LAYER_COMPONENTS))})")
 

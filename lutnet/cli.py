@@ -121,6 +121,12 @@ def parser() -> argparse.ArgumentParser:
                    help="free-running pipeline (no clock enables); backpressure taken by a credit-counted output buffer")
     b.add_argument("--split-lut6", action="store_true",
                    help="register 6-input LUT neurons as two 5-input halves + their 6th input (one more cycle per K=6 layer)")
+    b.add_argument("--relays", action="store_true",
+                   help="a register per LUT neuron input, so every stage is a route or one LUT "
+                        "beside its inputs (one more cycle per LUT layer)")
+    b.add_argument("--place", action="store_true",
+                   help="ECP5: place the LUT layers by the net's layout, a neuron and its relays a tile "
+                        "(turns on --relays and --stall-free)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")
@@ -175,11 +181,11 @@ def _build(a):
     out = a.out or os.path.join(os.path.dirname(flow.resolve_model(a.model)) or ".", "build")
     pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage,
                     register_comparisons=a.register_comparisons, stall_free=a.stall_free,
-                    split_lut6=a.split_lut6)
+                    split_lut6=a.split_lut6, relay_inputs=a.relays)
     if a.argmax_levels_per_stage is not None:
         pipeline["argmax_levels_per_stage"] = a.argmax_levels_per_stage
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth,
-                   core_only=a.core_only, verify=a.verify, simulator=a.simulator)
+                   core_only=a.core_only, verify=a.verify, simulator=a.simulator, place=a.place)
     figures = f"{s['luts']} LUT{s['lut_size']}, {s['ffs']} FF, {s['carry']} carry" if "luts" in s else "synthesis skipped"
     print(f"{figures}, latency {s['latency']} cycles -> {out}")
     pnr = s.get("pnr")
@@ -241,6 +247,7 @@ def _user_errors() -> tuple:
     from .flow import BuildError
     from .hdl.board import BoardError
     from .pnr import PnrError
+    from .placement import PlacementError
     from .distill import DistillError
     from .ir import IRError
     from .report import ReportError
@@ -250,7 +257,7 @@ def _user_errors() -> tuple:
     from .train import ConfigError
 
     return (IRError, DataError, DistillError, ReportError, SynthError, TargetError, SimulatorError, ConfigError,
-            FileNotFoundError, BuildError, BoardError, PnrError)
+            FileNotFoundError, BuildError, BoardError, PnrError, PlacementError)
 
 
 def main(argv=None) -> int:

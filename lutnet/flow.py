@@ -49,7 +49,8 @@ def _fit(target, estimated: int, source: str) -> dict:
 
 def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, run_synth: bool = True,
           core_only: bool = False, verify: int = 0, simulator: str = "verilator", data_dir=None,
-          synth_jobs: int | None = None, slice_bits: int | None = None, log=print) -> dict:
+          synth_jobs: int | None = None, slice_bits: int | None = None, place: bool = False,
+          log=print) -> dict:
     """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``.
 
     Yosys maps each stage in its own process, at most ``synth_jobs`` at once, and layers of more
@@ -66,6 +67,11 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
     (:class:`lutnet.targets.FitError`). Part-only targets only report the fit. ``verify`` > 0
     simulates the board top on that many test samples of the model's dataset
     (:func:`lutnet.sim.board_runner.verify_board`) and records the result under ``verify``.
+
+    ``place`` (ECP5): lutnet places the LUT layers itself by the net's layout
+    (:func:`lutnet.placement.lock_layers`), with a relay register per neuron input and a
+    free-running pipeline (``relay_inputs`` and ``stall_free`` are turned on); nextpnr places
+    the rest. Summary ``pnr.placement`` says what was locked.
     """
     target = targets.load(board)
     src = resolve_model(model)
@@ -81,6 +87,16 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                          f"({', '.join(n for n in targets.known() if targets.load(n).has_pins)})")
     sample = _dataset_sample(net, verify, data_dir, str(src)) if verify else None
     pipeline = PipelineOptions(**(pipeline or {}))
+    if place:
+        from .placement import check_net
+
+        if target.family != "ecp5":
+            raise BuildError(f"--place places LUT layers on the ECP5 only; {target.name} is {target.family} "
+                             f"(ECP5 boards: {', '.join(n for n in targets.known() if targets.load(n).family == 'ecp5')})")
+        if not run_synth:
+            raise BuildError("--place needs synthesis (drop --no-synth)")
+        check_net(net)
+        pipeline = PipelineOptions(**{**pipeline.to_dict(), "relay_inputs": True, "stall_free": True})
     lattice = target.vendor == "lattice"
     t0 = time.perf_counter()
 
@@ -153,7 +169,8 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                 log(f"Vivado project script: {summary['vivado']['tcl']} (run: vivado -mode batch -source "
                     f"{summary['vivado']['tcl']})")
         if run_synth and lattice and (fit["fits"] or staged):
-            summary["pnr"], fit = _lattice_pnr(tmp, target, with_board, staged, synth_jobs, log)
+            summary["pnr"], fit = _lattice_pnr(tmp, target, with_board, staged, synth_jobs, log,
+                                               net if place else None)
             if staged:
                 # the placed design's figures: with a board top, its UART and frame buffer are in
                 # the glue (cells are named after nets, so they do not split from the core's glue)
@@ -189,14 +206,16 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
 
 
 def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int | None,
-                 log) -> tuple[dict, dict]:
+                 log, place_net: Network | None = None) -> tuple[dict, dict]:
     """Synthesize (flat, or stage by stage if ``staged``: then with per-stage counts of the placed
     netlist and logic levels, see :func:`lutnet.pnr.place_and_route`), then place and route on a
     Lattice part (``tmp/pnr``): the board top with its pins, or the core alone; plus the fabric's
     ceiling Fmax on the same part and the ratio to it. Returns the result and the fit check on
     the Yosys count, made before nextpnr: a board top that does not fit is a FitError, a core is
-    only not placed."""
+    only not placed. ``place_net``: lock its LUT layers where its layout puts them
+    (:func:`lutnet.placement.lock_layers`)."""
     from . import pnr
+    from .placement import lock_layers
 
     work = tmp / "pnr"
     top, verilog = ("board_top", "board_top.v") if with_board else ("lutnet_top", "lutnet_top.v")
@@ -214,8 +233,19 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
 
     log(f"place and route of {top} on {target.part} ({target.device}/{target.package}) with nextpnr"
         + (f" (Yosys stage by stage: {len(stages)} stages + glue)" if stages else ""))
+    place = None
+    if place_net is not None:
+        prefix = core[len(top) + 1:] + "." if core != top else ""
+
+        def place(module, skip_rows):
+            return lock_layers(module, place_net, prefix, skip_rows)
+
     result = pnr.place_and_route(work, [tmp / verilog], top, target, board_pins=with_board, stages=stages,
-                                 workers=workers, check=check, stage_parent=core, log=log)
+                                 workers=workers, check=check, stage_parent=core, place=place, log=log)
+    if "placement" in result:
+        p = result["placement"]
+        log(f"locked {p['neurons']} neurons ({p['luts']} with their LUT, {p['relays']} relays) and "
+            f"{p['encoder_bits']} encoder bits on {p['tiles']} tiles; not locked: {p['not_locked'] or 'none'}")
     if stages:
         how = result["synthesis"]
         log(f"{result['luts']} LUT{target.lut_size}, {result['ffs']} FFs in the placed netlist; per stage: "

@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .progress import run_logged
+from .placement import PLAIN_FFS, no_slice_row
+from .targets import KEEP_RELAYS
 from .synth import DEFAULT_WORKERS, SynthError, _env_int, classify, logic_levels, run_yosys, stage_order
 
 __all__ = ["PnrError", "SEED", "DEFAULT_FREQ_MHZ", "STAGED_MIN_LUTS", "synth_counts", "place_and_route",
@@ -195,7 +197,7 @@ def _stage(work_dir: Path, verilog_files) -> list[str]:
     return names
 
 
-def synth_script(family: str, top: str, json_name: str) -> str:
+def synth_script(family: str, top: str, json_name: str, plain_ffs: bool = False) -> str:
     """The Yosys command that maps ``top`` to the fabric and writes the flat netlist JSON.
 
     Both flows map LUTs with ABC9 (the default in Yosys 0.70); ``-dff`` lets ABC9 see the flops
@@ -204,8 +206,14 @@ def synth_script(family: str, top: str, json_name: str) -> str:
     board top, 585 -> 581 LUT4, Fmax 62 -> 66-69 MHz (seeds 1-3); Yosys takes about 1.6x as long.
     Rejected: ``-nowidelut`` (ECP5: 479 LUT4 but no PFU muxes, Fmax 192 MHz), ``-noccu2`` (ECP5:
     531 LUT4, within seed noise), ``-nocarry`` (iCE40: 520 instead of 466 LUT4 on the core).
+
+    ``plain_ffs``: flip-flops are legalized to plain ones before they are mapped
+    (:data:`lutnet.placement.PLAIN_FFS`), so that every neuron's can be locked beside its LUT.
     """
-    return f"synth_{family} -top {top} -dff -json {json_name}"
+    flow = f"synth_{family} -top {top} -dff"
+    if plain_ffs:
+        return f"{KEEP_RELAYS}\n{flow} -run :map_ffs\n{PLAIN_FFS}\n{flow} -json {json_name} -run map_ffs:"
+    return f"{KEEP_RELAYS}\n{flow} -json {json_name}"
 
 
 def _count(netlist: dict, top: str, family: str) -> tuple[dict, dict, dict]:
@@ -224,13 +232,15 @@ def _count(netlist: dict, top: str, family: str) -> tuple[dict, dict, dict]:
     return counts, dict(sorted(cells.items())), ports
 
 
-def _synth(work_dir: Path, verilog_files, top: str, family: str, log) -> tuple[dict, dict, dict, float]:
+def _synth(work_dir: Path, verilog_files, top: str, family: str, log,
+           plain_ffs: bool = False) -> tuple[dict, dict, dict, float]:
     names = _stage(work_dir, verilog_files)
     tool_command("yosys")
     reads = "\n".join(f"read_verilog {n}" for n in names)
     start = time.perf_counter()
     try:
-        run_yosys(f"{reads}\n{synth_script(family, top, top + '.json')}", work_dir, name="synth", log=log)
+        run_yosys(f"{reads}\n{synth_script(family, top, top + '.json', plain_ffs)}", work_dir, name="synth",
+                  log=log)
     except SynthError as e:
         raise PnrError(str(e)) from None
     seconds = time.perf_counter() - start
@@ -263,7 +273,7 @@ def child_modules(verilog_file, parent: str) -> list[str]:
 
 
 def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, workers: int | None,
-                  log) -> tuple[dict, dict, dict, float, dict]:
+                  log, plain_ffs: bool = False) -> tuple[dict, dict, dict, float, dict]:
     """Map ``top`` with each module of ``stages`` in its own Yosys process, then link.
 
     Each stage module is mapped as its own top (``synth_FAMILY -top STAGE -dff``); the rest of
@@ -293,7 +303,7 @@ def _synth_staged(work_dir: Path, verilog_files, top: str, family: str, stages, 
     jobs = []  # (job name, Yosys script, module it maps)
     for k, stage in sorted(enumerate(stages), key=lambda ks: -sizes[ks[1]]):
         jobs.append((f"stage{k}", f"{reads}\nhierarchy -top \\{stage}\n"
-                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json')}", stage))
+                     f"{synth_script(family, chr(92) + stage, f'stage{k}.json', plain_ffs)}", stage))
     # the glue without -dff: ABC9 spent 55 of its 64 s on the MNIST frame buffer's 6,370 flops
     # (16 s without; 128 instead of 131 LUT4 for the UART)
     jobs.insert(1, ("glue", f"{reads}\nblackbox {' '.join(stages)}\nsynth_{family} -top {top}\n"
@@ -535,7 +545,7 @@ def _timing(report: dict) -> tuple[float | None, dict, dict | None]:
 def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bool = True,
                     freq_mhz: float | None = None, bitstream: bool = True, stages=None,
                     workers: int | None = None, check=None, stage_parent: str | None = None,
-                    log=print) -> dict:
+                    place=None, log=print) -> dict:
     """Synthesize ``top`` with Yosys, place and route it with nextpnr on ``target``'s part and, for
     a board top, pack the bitstream; all in ``work_dir``.
 
@@ -562,6 +572,13 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     ``critical_stage``, the stage the critical path ends in (:func:`stage_timing`, from
     nextpnr's detailed timing report).
 
+    ``place`` (ECP5 only), if given, locks cells before nextpnr places the rest: it is called as
+    ``place(module, skip_rows)`` with the flat netlist's top module (Yosys JSON, to change in
+    place: ``BEL`` attributes) and the rows found to hold no slices so far, and returns what it
+    did (``placement`` in the result). Flip-flops are then synthesized plain
+    (``plain_ffs`` of :func:`synth_script`). A lock in a row without slices makes nextpnr fail
+    naming it: the row is added to ``skip_rows`` and the cells locked again.
+
     Returns ``tool``, ``luts`` (LUT4), ``ffs``, ``carry``, ``brams`` (Yosys counts), ``ios``,
     ``fmax_mhz`` (worst clock), ``fmax_by_clock``, ``target_mhz``, ``timing_met``,
     ``critical_path`` (ns of logic / routing of the worst clocked path), ``bitstream`` (file name
@@ -581,11 +598,14 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     nextpnr = f"nextpnr-{family}"
     tool_command(nextpnr)  # a missing wheel fails before synthesis, not after it
 
+    if place is not None and family != "ecp5":
+        raise PnrError(f"lutnet places cells itself on the ECP5 only, not on {family}")
+    plain = place is not None
     if stages:
         counts, cells, ports, synth_s, how = _synth_staged(work_dir, verilog_files, top, family, stages,
-                                                           workers, log)
+                                                           workers, log, plain)
     else:
-        counts, cells, ports, synth_s = _synth(work_dir, verilog_files, top, family, log)
+        counts, cells, ports, synth_s = _synth(work_dir, verilog_files, top, family, log, plain)
         how = {"method": "flat"}
     seconds = {"synth": round(synth_s, 1)}
     result = {"tool": f"yosys+{nextpnr}", **counts, "ios": 0, "fmax_mhz": None, "fmax_by_clock": {},
@@ -598,7 +618,8 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
         log(f"  {nextpnr}: skipped ({stop})")
         return result
 
-    args = ["--json", f"{top}.json", "--top", top, "--freq", f"{freq_mhz:g}", "--seed", str(SEED),
+    netlist_name = f"{top}.json" if place is None else "placed.json"
+    args = ["--json", netlist_name, "--top", top, "--freq", f"{freq_mhz:g}", "--seed", str(SEED),
             "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
     args += [f"--{target.device}", "--package", target.package]
     if family == "ecp5" and getattr(target, "speed_grade", ""):
@@ -625,7 +646,10 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
         args += ["--pcf-allow-unconstrained"]
         result["note"] = "iCE40 core: I/O pins placed freely (no out-of-context mode); Fmax is clock-to-clock"
 
-    seconds["pnr"] = round(_run(nextpnr, args, work_dir, log, "place and route"), 1)
+    if place is None:
+        seconds["pnr"] = round(_run(nextpnr, args, work_dir, log, "place and route"), 1)
+    else:
+        seconds["pnr"], result["placement"] = _run_placed(work_dir, top, place, args, log)
     report = json.loads((work_dir / "report.json").read_text())
     fmax, by_clock, critical = _timing(report)
     util = {k: [v["used"], v["available"]] for k, v in sorted(report.get("utilization", {}).items())}
@@ -649,6 +673,27 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     log(f"  {nextpnr}: Fmax {result['fmax_mhz']} MHz (goal {freq_mhz:g}), {result['luts']} LUT4, "
         f"{result['ffs']} FF ({seconds['total']:.1f} s)")
     return result
+
+
+def _run_placed(work_dir: Path, top: str, place, args: list, log) -> tuple[float, dict]:
+    """nextpnr-ecp5 on ``placed.json``: the netlist with ``place``'s locks, retried with a row
+    left out each time a lock names a row without slices. Returns (seconds, placement info)."""
+    text, skip_rows, total = (work_dir / f"{top}.json").read_text(), [], 0.0
+    while True:
+        netlist = json.loads(text)
+        info = place(netlist["modules"][top], list(skip_rows))
+        (work_dir / "placed.json").write_text(json.dumps(netlist))
+        t = time.perf_counter()
+        try:
+            total += _run("nextpnr-ecp5", args, work_dir, log, "place and route, layers locked")
+            return round(total, 1), info
+        except PnrError as e:
+            total += time.perf_counter() - t
+            row = no_slice_row(str(e))
+            if row is None or row in skip_rows or len(skip_rows) >= 32:
+                raise
+            log(f"  nextpnr-ecp5: row {row} has no slices; locking again without it")
+            skip_rows.append(row)
 
 
 def _ice40_io_pins(work_dir: Path, target, log) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
@@ -814,6 +815,63 @@ def test_stall_free_top_long_stalls():
     x = make_inputs(net, 80, 43)
     got = stream(top, pack(net, x), idle=0.0, stall=0.97, seed=43)
     assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+@pytest.mark.parametrize("seed,stall_free", [(62, False), (63, True), (64, True)])
+def test_relay_inputs_match_golden(seed, stall_free):
+    """A relay register per LUT neuron input (constant, copying and repeated-input neurons
+    included) computes the same, one cycle later per LUT layer; XNOR layers are untouched."""
+    net = make_lut_net(seed)
+    rng = np.random.default_rng(seed)
+    layers = []
+    for layer in net.layers:
+        if isinstance(layer, ir.LutLayer) and layer.n_out >= 3:
+            tables, inputs = layer.tables.copy(), layer.inputs.copy()
+            tables[0] = 0                                          # a constant
+            tables[1] = np.arange(2 ** layer.k) & 1                # a copy of its first input
+            inputs[2, -1] = inputs[2, 0]                           # a repeated input
+            layer = ir.LutLayer(inputs, tables, layer.n_in)
+        layers.append(layer)
+    net = ir.Network(net.encoder, layers, net.head)
+    n_lut = sum(isinstance(layer, ir.LutLayer) for layer in layers)
+    assert n_lut >= 1
+    base = PipelineOptions(stall_free=stall_free, adder_levels_per_stage=1,
+                           layers_per_stage=int(rng.integers(1, 3)))
+    relay = PipelineOptions(**{**base.to_dict(), "relay_inputs": True})
+    top = LutnetTop(net, options=relay)
+    assert top.pipeline_latency == LutnetTop(net, options=base).pipeline_latency + n_lut
+    x = make_inputs(net, 60, seed)
+    got = stream(top, pack(net, x), idle=0.2, stall=0.5, seed=seed)
+    assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+def test_relay_inputs_are_per_neuron_registers():
+    """Each non-constant neuron reads a register of its own holding exactly its distinct inputs."""
+    layer = ir.LutLayer(np.array([[0, 1], [1, 1], [2, 0]]),
+                        np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]]), 3)
+    component = LutLayerComponent(layer, relay_inputs=True)
+    assert component.latency == 2
+    text = verilog.convert(component, name="layer")
+    assert re.findall(r"reg \[(\d+):0\] relay(\d+)\b", text) == [("1", "0"), ("1", "2")]
+    assert "relay1" not in text                                    # neuron 1 is a constant
+    with pytest.raises(ValueError, match="cannot be combined"):
+        PipelineOptions(relay_inputs=True, split_lut6=True)
+
+
+def test_unread_neurons_are_not_built():
+    """A LUT layer builds only the neurons the next LUT layer reads (an input its table ignores
+    does not count); before an XNOR layer or the head, all of them."""
+    enc = ir.Encoder(np.array([[1], [2], [3]]), 2)
+    first = ir.LutLayer(np.array([[0, 1], [1, 2], [0, 2], [2, 1]]), np.tile([0, 1, 1, 0], (4, 1)), 3)
+    # neuron 0 reads bits 0 and 2; neuron 1 reads bit 3 twice and bit 1 not at all (a copy of bit 3)
+    second = ir.LutLayer(np.array([[0, 2], [3, 1]]), np.array([[0, 1, 1, 0], [0, 1, 0, 1]]), 4)
+    net = ir.Network(enc, [first, second], ir.GroupSumHead(2, 2))
+    top = LutnetTop(net, options=PipelineOptions(relay_inputs=True))
+    assert top.layers[0].read == {0, 2, 3} and top.layers[1].read is None
+    text = verilog.convert(top.layers[0], name="layer")
+    assert sorted(re.findall(r"reg \[1:0\] relay(\d+)\b", text)) == ["0", "2", "3"]
+    x = make_inputs(net, 30, 5)
+    assert [unpack(top, p) for p in stream(top, pack(net, x), idle=0.1, stall=0.2, seed=5)] == expected(net, x)
 
 
 @pytest.mark.parametrize("stall_free", [False, True])

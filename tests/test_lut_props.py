@@ -129,9 +129,10 @@ def make_case(seed, k):
                            head=["group_sum", "xnor"][(k // 16 + k) % 2])
     options = random_pipeline_options(rng)
     # drawn apart, so the other options and the vectors stay those of the seed
-    extra = np.random.default_rng([seed, k, 1]).random(2) < 0.5
+    extra = np.random.default_rng([seed, k, 1]).random(3) < 0.5
     options = PipelineOptions(**{**options.to_dict(), "stall_free": bool(extra[0]),
-                                 "split_lut6": bool(extra[1])})
+                                 "split_lut6": bool(extra[1]),
+                                 "relay_inputs": bool(extra[2] and not extra[1])})
     if LutnetTop(net, options=options).latency == 0:
         options = PipelineOptions(**{**options.to_dict(), "register_output": True})
     return net, options, random_vectors(rng, net, N_VECTORS)

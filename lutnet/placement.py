@@ -1,0 +1,213 @@
+"""lutnet's own placement of a LUT-Net's layers on the ECP5 (``lutnet build --place``).
+
+nextpnr places a LUT-Net like any netlist: a neuron's LUT lands near some of its inputs and far
+from others, and a route of two to six tiles into a LUT costs 1.2-1.4 ns, against 0.83 ns for the
+ceiling's register -> LUT -> register hop inside one tile. This module places the layers by the
+layout the net was trained on (:mod:`lutnet.locality`) instead: every LUT neuron goes to the tile
+its position maps to on a square of tiles, one neuron per tile, with its relay registers
+(``PipelineOptions.relay_inputs``) in the same tile. Each stage is then a route alone (a register
+to a relay, short when the net was trained ``--local``) or a LUT reading registers in its own tile.
+Encoder bits take the tiles' spare flip-flops. The head, the output buffer and the glue are left
+to nextpnr.
+
+The placement is a ``BEL`` attribute on each locked cell of the flat Yosys netlist, which
+nextpnr-ecp5 honours. What cannot be locked is left to nextpnr and counted by reason:
+
+- a neuron whose flip-flop Yosys gave a set/reset or an enable (part of the neuron's logic;
+  the placement flow legalizes flip-flops to plain ones first, see :data:`PLAIN_FFS`);
+- a neuron LUT that Yosys shares with another neuron: locked, such a LUT crashed
+  nextpnr-ecp5 0.11's placer ("thrown Wasm exception"); its flip-flop is locked alone;
+- bits that no register drives (an unregistered layer, a constant or copying neuron).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from . import locality
+from .ir import LutLayer, Network
+
+__all__ = ["PLAIN_FFS", "PlacementError", "lock_layers", "no_slice_row"]
+
+#: Yosys commands, between ``synth_ecp5 -run :map_ffs`` and ``-run map_ffs:``, that leave only
+#: plain flip-flops (no synchronous set/reset, no enable): otherwise Yosys folds part of a
+#: neuron's logic into its flip-flop's LSR input, and such a flip-flop cannot share a slice with
+#: the neuron's LUT. Measured on layer1 of the local MNIST K = 4 net: LSR users 84 -> 0, LUT4
+#: 490 -> 456.
+PLAIN_FFS = "dfflegalize -cell $_DFF_?_ 01 -cell $_DFF_?P?_ r"
+
+#: One tile of four slices (two LUT4s and two flip-flops each): the neuron's LUT and flip-flop in
+#: slice A's first pair, its relays in the next four flip-flops, encoder bits in the last three.
+NEURON = ("SLICEA.FF0", "SLICEA.K0")
+RELAYS = ("SLICEA.FF1", "SLICEB.FF0", "SLICEB.FF1", "SLICEC.FF0")
+SPARE = ("SLICEC.FF1", "SLICED.FF0", "SLICED.FF1")
+#: First column and row of the square (the fabric's edge tiles hold I/O, not slices).
+ORIGIN = 2
+
+_NO_BEL = re.compile(r"No Bel named 'X\d+/Y(\d+)/")
+_RELAY = re.compile(r"relay(\d+)$")
+
+
+class PlacementError(ValueError):
+    """The net or the netlist cannot be placed this way (one line)."""
+
+
+def no_slice_row(error: str) -> int | None:
+    """The row nextpnr-ecp5 named in a "No Bel named 'X../Y../SLICE..'" error (a row of block
+    RAM or DSP tiles, without slices), or None for any other error."""
+    m = _NO_BEL.search(error)
+    return int(m[1]) if m else None
+
+
+def check_net(net: Network):
+    """Raise :class:`PlacementError` unless every LUT layer fits one tile a neuron (K <= 4)."""
+    luts = [layer for layer in net.layers if isinstance(layer, LutLayer)]
+    if not luts:
+        raise PlacementError("--place places LUT layers, and this net has none")
+    wide = [i for i, layer in enumerate(net.layers) if isinstance(layer, LutLayer) and layer.k > len(RELAYS)]
+    if wide:
+        raise PlacementError(f"--place needs LUT neurons of at most {len(RELAYS)} inputs (one LUT4 a tile); "
+                             f"layer{wide[0]} has K = {net.layers[wide[0]].k}")
+
+
+def _drivers(cells: dict) -> dict:
+    """Net bit -> (cell, port) of the cell output driving it."""
+    out = {}
+    for name, cell in cells.items():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port) == "output":
+                out.update((b, (name, port)) for b in bits)
+    return out
+
+
+def _loads(cells: dict) -> dict:
+    loads = defaultdict(int)
+    for cell in cells.values():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port) == "input":
+                for b in bits:
+                    loads[b] += 1
+    return loads
+
+
+def _plain_ff(cells, driver, bit, skipped, what) -> str | None:
+    """The TRELLIS_FF whose Q drives ``bit`` if it has no set/reset or enable in use, else None
+    (counted in ``skipped``); drops its dangling CE/M nets (an unused enable still names a net of
+    its own, and nextpnr refuses two flip-flops with different enable nets in one slice)."""
+    if bit not in driver:                # a constant, or nothing reads it (Yosys removed it)
+        skipped[f"{what}: constant or unread"] += 1
+        return None
+    ff, port = driver[bit]
+    if cells[ff]["type"] != "TRELLIS_FF" or port != "Q":
+        skipped[f"{what}: not driven by a flip-flop"] += 1
+        return None
+    conn, par = cells[ff]["connections"], cells[ff]["parameters"]
+    if (str(par.get("CEMUX", "")).strip() != "1" and conn.get("CE", ["1"])[0] in driver) \
+            or conn.get("LSR", ["0"])[0] in driver:
+        skipped[f"{what}: enable or set/reset in use"] += 1
+        return None
+    for p in ("CE", "M"):
+        if p in conn and conn[p][0] not in driver:
+            del conn[p]
+    return ff
+
+
+def _assign(points, side: int, per_tile: int) -> list:
+    """The tile (column, row) of each point (row, column in [0, 1)) on a square of ``side``
+    tiles holding ``per_tile`` points each: the assignment with the least total squared
+    distance from each point to its tile's centre (a point whose tile is taken moves as little
+    as the others allow, where a greedy fill pushes the last ones far away)."""
+    if not points:
+        return []
+    tiles = [(x, y) for y in range(side) for x in range(side)] * per_tile
+    centres = (np.array(tiles) + 0.5) / side
+    at = np.array([(c, r) for r, c in points])
+    cost = ((at[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    out = [None] * len(points)
+    for r, c in zip(rows, cols):
+        out[r] = tiles[c]
+    return out
+
+
+def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> dict:
+    """Lock the encoder's and every LUT layer's registers of the flat netlist ``module`` (Yosys
+    JSON of the top, changed in place) where the net's layout puts them; returns what was done.
+
+    ``prefix`` is the core's instance path in the flat netlist (``""`` for ``lutnet_top``,
+    ``"core."`` in a board top). Neuron ``j`` of layer ``i`` is found by its output
+    ``{prefix}layer{i}.o[j]`` and its relays ``{prefix}layer{i}.relay{j}``; encoder bit ``b`` by
+    ``{prefix}encoder.o[b]``. Tiles start at (:data:`ORIGIN`, :data:`ORIGIN`) on a square of one
+    neuron a tile, rows in ``skip_rows`` (without slices) left out; the neurons of all layers,
+    and apart from them the encoder's bits, are assigned to tiles with the least total squared
+    distance from their layout positions (:func:`_assign`).
+    """
+    check_net(net)
+    cells, names = module["cells"], module["netnames"]
+    driver, loads = _drivers(cells), _loads(cells)
+    skipped = defaultdict(int)
+    pos = locality.chain(net.encoder.n_features, net.encoder.levels, [layer.n_out for layer in net.layers],
+                         net.n_classes if net.head.kind == "group_sum" else None)
+    relay_nets = defaultdict(dict)       # layer -> {neuron: relay bits}
+    for name, entry in names.items():
+        if not name.startswith(f"{prefix}layer"):
+            continue
+        stage, _, last = name[len(prefix):].partition(".")
+        m = _RELAY.fullmatch(last)
+        if m and stage[len("layer"):].isdigit():
+            relay_nets[int(stage[len("layer"):])][int(m[1])] = entry["bits"]
+
+    neurons, encoder = [], []            # (position, ff, lut, [relay ffs]) / (position, ff)
+    for i, layer in enumerate(net.layers):
+        if not isinstance(layer, LutLayer) or f"{prefix}layer{i}.o" not in names:
+            continue
+        for j, bit in enumerate(names[f"{prefix}layer{i}.o"]["bits"]):
+            ff = _plain_ff(cells, driver, bit, skipped, "neuron")
+            if ff is None:
+                continue
+            relays = [_plain_ff(cells, driver, b, skipped, "relay") for b in relay_nets[i].get(j, [])]
+            lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
+            if lut is not None and (cells[lut]["type"] != "LUT4" or loads[cells[lut]["connections"]["Z"][0]] > 1):
+                skipped["neuron LUT shared or not a LUT4 (flip-flop locked alone)"] += 1
+                lut = None
+            neurons.append((tuple(pos[1 + i][j]), ff, lut, [r for r in relays if r]))
+    if f"{prefix}encoder.o" in names:
+        seen = set()                     # equal thresholds: Yosys keeps one flip-flop
+        for b, bit in enumerate(names[f"{prefix}encoder.o"]["bits"]):
+            if bit in seen:
+                continue
+            seen.add(bit)
+            ff = _plain_ff(cells, driver, bit, skipped, "encoder bit")
+            if ff is not None:
+                encoder.append((tuple(pos[0][b]), ff))
+    if not neurons:
+        raise PlacementError("no LUT neuron of the netlist can be locked (are the layers registered, "
+                             "with relays?)")
+
+    side = max(math.ceil(math.sqrt(len(neurons))), math.ceil(math.sqrt(len(encoder) / len(SPARE))))
+    rows = [y for y in range(ORIGIN, ORIGIN + side + len(skip_rows)) if y not in set(skip_rows)]
+
+    def bel(tile, slot):
+        return f"X{ORIGIN + tile[0]}/Y{rows[tile[1]]}/{slot}"
+
+    relays_locked, neuron_tiles = 0, _assign([n[0] for n in neurons], side, 1)
+    encoder_tiles = _assign([e[0] for e in encoder], side, len(SPARE))
+    for (_, ff, lut, relays), t in zip(neurons, neuron_tiles):
+        cells[ff]["attributes"]["BEL"] = bel(t, NEURON[0])
+        if lut is not None:
+            cells[lut]["attributes"]["BEL"] = bel(t, NEURON[1])
+        for relay, slot in zip(relays, RELAYS):
+            cells[relay]["attributes"]["BEL"] = bel(t, slot)
+            relays_locked += 1
+    spare = defaultdict(int)             # tile -> spare flip-flops used
+    for (_, ff), t in zip(encoder, encoder_tiles):
+        cells[ff]["attributes"]["BEL"] = bel(t, SPARE[spare[t]])
+        spare[t] += 1
+    used = set(neuron_tiles) | set(encoder_tiles)
+    return {"neurons": len(neurons), "luts": sum(1 for n in neurons if n[2] is not None),
+            "relays": relays_locked, "encoder_bits": len(encoder), "tiles": len(used),
+            "square": side, "skip_rows": sorted(skip_rows), "not_locked": dict(sorted(skipped.items()))}

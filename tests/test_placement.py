@@ -1,0 +1,126 @@
+# amaranth: UnusedElaboratable=no
+"""lutnet's own placement of the LUT layers on the ECP5 (`lutnet build --place`, lutnet.placement):
+every neuron's LUT, flip-flop and relay registers locked in one tile where the net's layout puts
+it, checked on the netlist nextpnr placed."""
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from lutnet import flow, placement
+from lutnet.cli import main
+from lutnet.hdl import LutnetTop, PipelineOptions
+from lutnet.hdl.layers import lut_support
+from lutnet.ir import Encoder, GroupSumHead, LutLayer, Network
+from netgen import random_lut_layer
+
+_TILE = re.compile(r"X(\d+)/Y(\d+)/")
+
+
+def k4_net(seed=5, widths=(48, 36), classes=4) -> Network:
+    """Two K = 4 LUT layers of 84 neurons in all: a square of 10 tiles, which reaches row 10 of
+    the ECP5-85F (block RAM, no slices)."""
+    rng = np.random.default_rng(seed)
+    enc = Encoder(np.sort(rng.integers(0, 9, size=(8, 2)), axis=1), 3)
+    layers, n_in = [], enc.n_out
+    for w in widths:
+        layers.append(random_lut_layer(rng, n_in, w, k=4))
+        n_in = w
+    return Network(enc, layers, GroupSumHead(n_in, classes), meta={"dataset": "random"})
+
+
+def tile(cell):
+    m = _TILE.match(cell["attributes"].get("BEL", ""))
+    return (int(m[1]), int(m[2])) if m else None
+
+
+@pytest.fixture(scope="module")
+def placed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("place")
+    net = k4_net()
+    net.save(d / "model.npz")
+    s = flow.build(d / "model.npz", d / "build", board="ulx3s-85f", core_only=True, place=True,
+                   pipeline={"adder_levels_per_stage": 1}, log=lambda *_: None)
+    module = json.loads((d / "build" / "pnr" / "placed.json").read_text())["modules"]["lutnet_top"]
+    return net, s, module
+
+
+def test_place_locks_each_neuron_with_its_relays(placed):
+    net, s, module = placed
+    cells, names = module["cells"], module["netnames"]
+    driver = {b: (c, p) for c, cell in cells.items() for p, bits in cell["connections"].items()
+              if cell["port_directions"].get(p) == "output" for b in bits}
+    p = s["pnr"]["placement"]
+    # row 10 of the 85F holds block RAM: nextpnr named it and the cells were locked again without it
+    assert 10 in p["skip_rows"] and not any(tile(c) and tile(c)[1] in p["skip_rows"] for c in cells.values())
+    # --place turned on the relays and the free-running pipeline
+    assert s["latency"] == LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1, relay_inputs=True,
+                                                                  stall_free=True)).latency
+    checked, seen = 0, set()
+    for i, layer in enumerate(net.layers):
+        for j, bit in enumerate(names[f"layer{i}.o"]["bits"]):
+            variables, _ = lut_support(layer.inputs[j], layer.tables[j])
+            if len(variables) < 2 or bit not in driver:
+                continue                      # a constant or a copy (no LUT of its own), or unread
+            ff = driver[bit][0]
+            lut = driver[cells[ff]["connections"]["DI"][0]][0]
+            assert cells[ff]["type"] == "TRELLIS_FF" and cells[lut]["type"] == "LUT4"
+            here = tile(cells[ff])
+            assert here is not None and tile(cells[lut]) == here, (i, j)
+            # one relay per distinct input, kept apart from other neurons' relays of the same bit,
+            # in the neuron's tile; the LUT reads nothing else
+            bits = [b for b in names[f"layer{i}.relay{j}"]["bits"] if b in driver]   # others: constant
+            relays = {driver[b][0] for b in bits}
+            assert len(relays) == len(bits) and not relays & seen
+            seen |= relays
+            sources = {driver[cells[lut]["connections"][port][0]][0] for port in "ABCD"
+                       if cells[lut]["connections"].get(port, ["0"])[0] in driver}
+            assert sources and sources <= relays
+            assert all(cells[r]["type"] == "TRELLIS_FF" and tile(cells[r]) == here for r in relays)
+            checked += 1
+    assert checked >= 70 and p["luts"] >= checked and p["relays"] >= 2 * checked
+    # one neuron a tile, encoder bits in spare flip-flops
+    neuron_tiles = Counter(tile(c) for name, c in cells.items()
+                           if c["attributes"].get("BEL", "").endswith(placement.NEURON[1]))
+    assert max(neuron_tiles.values()) == 1
+    encoder = {driver[b][0] for b in names["encoder.o"]["bits"] if b in driver}
+    assert p["encoder_bits"] == len(encoder) >= 8
+    assert all(cells[ff]["attributes"]["BEL"].split("/")[-1] in placement.SPARE for ff in encoder)
+
+
+def test_place_timing_layers(placed):
+    """Each LUT layer's registers end a route or one LUT in its tile: stage arrivals are reported."""
+    _, s, _ = placed
+    timing = s["pnr"]["stage_timing"]
+    assert {"layer0", "layer1", "head"} <= set(timing)
+    assert s["pnr"]["fmax_mhz"] > 25
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "icebreaker"], "--place places LUT layers on the ECP5 only; icebreaker is ice40"),
+    (["--board", "ulx3s-85f", "--no-synth"], "--place needs synthesis"),
+])
+def test_place_errors(tmp_path, capsys, args, message):
+    net = k4_net()
+    net.save(tmp_path / "model.npz")
+    assert main(["build", str(tmp_path / "model.npz"), "-o", str(tmp_path / "b"), "--core-only", "--place",
+                 *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_place_refuses_wide_neurons():
+    rng = np.random.default_rng(1)
+    enc = Encoder(np.sort(rng.integers(0, 9, size=(8, 1)), axis=1), 3)
+    net = Network(enc, [random_lut_layer(rng, 8, 6, k=6)], GroupSumHead(6, 2))
+    with pytest.raises(placement.PlacementError, match="at most 4 inputs.*layer0 has K = 6"):
+        placement.check_net(net)
+
+
+def test_no_slice_row():
+    error = "nextpnr-ecp5 (place and route) failed: ERROR: No Bel named 'X7/Y22/SLICEA.FF0' located for cell 'x'"
+    assert placement.no_slice_row(error) == 22
+    assert placement.no_slice_row("ERROR: Max frequency not met") is None
