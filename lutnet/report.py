@@ -332,6 +332,15 @@ def _timing_blocks(pnr: dict) -> list:
                        "bound / ceiling"], rows)]
 
 
+def _placement_text(p: dict) -> str:
+    """What ``lutnet build --place`` locked (``pnr.placement``), in one paragraph."""
+    missed = "; ".join(f"{why}: {n}" for why, n in p.get("not_locked", {}).items()) or "none"
+    return (f"Placed by lutnet (--place): {p['neurons']} LUT neurons ({p['luts']} with their LUT) and "
+            f"{p['relays']} relays locked one neuron a tile on {p['tiles']} tiles (a square of {p['square']}), "
+            f"{p['encoder_bits']} encoder bits in the tiles' spare flip-flops; rows without slices left out: "
+            f"{', '.join(map(str, p.get('skip_rows', []))) or 'none'}. Not locked: {missed}.")
+
+
 def _fits(fit):
     if not fit or fit.get("fits") is None:
         return None
@@ -423,6 +432,8 @@ def document(data: dict, plots: dict | None = None) -> list:
             else:
                 blocks.append(_stage_table(b))
             blocks.append(("table", HARDWARE_HEADER, [_hardware_row(b)]))
+            if (b.get("pnr") or {}).get("placement"):
+                blocks.append(("p", _placement_text(b["pnr"]["placement"])))
             if (b.get("pnr") or {}).get("stage_timing"):
                 blocks += _timing_blocks(b["pnr"])
                 if ("timing", b["_path"]) in plots:

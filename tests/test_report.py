@@ -148,6 +148,18 @@ def test_where_the_clock_goes(tmp_path):
         ["layer0", "20", "1.75 ns", "2.50 ns", "400.0 MHz", "0.80"],
         ["head (critical path)", "40", "2.25 ns", "3.12 ns", "320.0 MHz", "0.64"],
         ["glue", "3", "1.50 ns", "2.00 ns", "500.0 MHz", "1.00"]]
+    assert "Placed by lutnet" not in text
+
+
+def test_placement_paragraph(tmp_path):
+    placement = {"neurons": 98, "luts": 95, "relays": 366, "encoder_bits": 62, "tiles": 98, "square": 10,
+                 "skip_rows": [10], "not_locked": {"neuron: constant or unread": 6}}
+    write_summary(tmp_path / "b", build_summary("/x/model.npz", LUT_NET, LUT_LAYERS, 0.84, board="ulx3s-85f",
+                                                pnr={**TIMED_PNR, "placement": placement}))
+    text = " ".join(report.render(report.collect([tmp_path])).split())
+    assert ("Placed by lutnet (--place): 98 LUT neurons (95 with their LUT) and 366 relays locked one neuron a "
+            "tile on 98 tiles (a square of 10), 62 encoder bits in the tiles' spare flip-flops; rows without "
+            "slices left out: 10. Not locked: neuron: constant or unread: 6.") in text
 
 
 def test_pairing_falls_back_to_the_path_and_all_builds_are_compared(runs):
