@@ -36,7 +36,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from lutnet import locality, pnr, targets
+from lutnet import locality, placement, pnr, targets
 from lutnet.ir import Network
 
 TOP = "lutnet_top"
@@ -61,26 +61,11 @@ def nextpnr(work: Path, netlist: str, report: str, target) -> dict:
     return json.loads((work / report).read_text())
 
 
-def drivers(module: dict) -> dict:
-    """Net bit -> (cell, port) of the cell output driving it."""
-    out = {}
-    for name, cell in module["cells"].items():
-        for port, bits in cell["connections"].items():
-            if cell["port_directions"].get(port) == "output":
-                out.update((b, (name, port)) for b in bits)
-    return out
-
-
 def lockable(module: dict, driver: dict):
     """[(stage net, bit, ff, lut or None)] of the stage outputs' flip-flops that can be locked, and
     {reason: count} of those that cannot; drops the lockable flip-flops' dangling CE/M nets."""
     cells, items, skipped = module["cells"], [], defaultdict(int)
-    loads = defaultdict(int)
-    for cell in cells.values():
-        for port, bits in cell["connections"].items():
-            if cell["port_directions"].get(port) == "input":
-                for b in bits:
-                    loads[b] += 1
+    readers = placement.loads(cells)
     for net in STAGE_NETS:
         if net not in module["netnames"]:
             continue
@@ -99,7 +84,7 @@ def lockable(module: dict, driver: dict):
             if source is not None and cells[source[0]]["type"] != "LUT4":
                 skipped[f"{net}: fed by a {cells[source[0]]['type']}"] += 1
                 continue
-            if source is not None and loads[cells[source[0]]["connections"]["Z"][0]] > 1:
+            if source is not None and readers[cells[source[0]]["connections"]["Z"][0]] > 1:
                 # a LUT Yosys shares between neurons (or uses elsewhere): locked next to one of its
                 # flip-flops, it crashes nextpnr-ecp5 0.11's placer; the flip-flop is locked alone
                 source = None
@@ -222,7 +207,7 @@ def probe(build: Path, work: Path, per_tile: int):
               + ", ".join(f"{s} {v['median_ns']:.2f}/{v['worst_ns']:.2f}" for s, v in stages.items()))
     else:
         module, report = lock_and_place(build, work, per_tile, target)
-    neurons, relays = arrivals(report, module, drivers(module))
+    neurons, relays = arrivals(report, module, placement.drivers(module["cells"]))
     table("locked neurons by their farthest input (tiles; 12: 12 or more, or not locked)", neurons)
     if relays:
         table("relays by the distance of their source (tiles, in threes: 3 is 3-5; 30: 30 or more, "
@@ -241,7 +226,7 @@ def lock_and_place(build: Path, work: Path, per_tile: int, target) -> tuple[dict
 
     d = json.loads((work / f"{TOP}.json").read_text())
     module = d["modules"][TOP]
-    cells, driver = module["cells"], drivers(module)
+    cells, driver = module["cells"], placement.drivers(module["cells"])
     items, skipped = lockable(module, driver)
     items = grid_positions(build, items)
     bad_rows = set()

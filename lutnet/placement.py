@@ -31,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from . import locality
 from .ir import LutLayer, Network
 
-__all__ = ["PLAIN_FFS", "PlacementError", "lock_layers", "no_slice_row"]
+__all__ = ["PLAIN_FFS", "PlacementError", "check_net", "drivers", "loads", "lock_layers", "no_slice_row"]
 
 #: Yosys commands, between ``synth_ecp5 -run :map_ffs`` and ``-run map_ffs:``, that leave only
 #: plain flip-flops (no synchronous set/reset, no enable): otherwise Yosys folds part of a
@@ -74,7 +74,7 @@ def check_net(net: Network):
                              f"layer{wide[0]} has K = {net.layers[wide[0]].k}")
 
 
-def _drivers(cells: dict) -> dict:
+def drivers(cells: dict) -> dict:
     """Net bit -> (cell, port) of the cell output driving it."""
     out = {}
     for name, cell in cells.items():
@@ -84,7 +84,8 @@ def _drivers(cells: dict) -> dict:
     return out
 
 
-def _loads(cells: dict) -> dict:
+def loads(cells: dict) -> dict:
+    """Net bit -> how many cell inputs read it."""
     loads = defaultdict(int)
     for cell in cells.values():
         for port, bits in cell["connections"].items():
@@ -148,7 +149,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     """
     check_net(net)
     cells, names = module["cells"], module["netnames"]
-    driver, loads = _drivers(cells), _loads(cells)
+    driver, readers = drivers(cells), loads(cells)
     skipped = defaultdict(int)
     pos = locality.chain(net.encoder.n_features, net.encoder.levels, [layer.n_out for layer in net.layers],
                          net.n_classes if net.head.kind == "group_sum" else None)
@@ -171,7 +172,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
                 continue
             relays = [_plain_ff(cells, driver, b, skipped, "relay") for b in relay_nets[i].get(j, [])]
             lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
-            if lut is not None and (cells[lut]["type"] != "LUT4" or loads[cells[lut]["connections"]["Z"][0]] > 1):
+            if lut is not None and (cells[lut]["type"] != "LUT4" or readers[cells[lut]["connections"]["Z"][0]] > 1):
                 skipped["neuron LUT shared or not a LUT4 (flip-flop locked alone)"] += 1
                 lut = None
             neurons.append((tuple(pos[1 + i][j]), ff, lut, [r for r in relays if r]))
