@@ -3,8 +3,9 @@
 nextpnr places a LUT-Net like any netlist: a neuron's LUT lands near some of its inputs and far
 from others, and a route of two to six tiles into a LUT costs 1.2-1.4 ns, against 0.83 ns for the
 ceiling's register -> LUT -> register hop inside one tile. This module places the layers by the
-layout the net was trained on (:mod:`lutnet.locality`) instead: every LUT neuron goes to the tile
-its position maps to on a square of tiles, one neuron per tile, with its relay registers
+layout the net was trained on (:mod:`lutnet.locality`) instead: every LUT neuron goes to a tile
+near its position on a square of tiles (all layers on one square, one neuron a tile, assigned
+with the least total displacement), with its relay registers
 (``PipelineOptions.relay_inputs``) in the same tile. Each stage is then a route alone (a register
 to a relay, short when the net was trained ``--local``) or a LUT reading registers in its own tile.
 Encoder bits take the tiles' spare flip-flops. The head, the output buffer and the glue are left
