@@ -17,9 +17,9 @@ for r in 0.2 0.1 0.05; do
     $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4-e4-local$r" --k 4 --group 50 --epochs 4 --local $r \
         --data-dir "$DATA"
 done
-# R = 0.2 with 20 epochs (accuracy), and the 4-epoch R = 0.2 core placed by lutnet (routes)
+# R = 0.2 with 20 epochs (accuracy), then its core placed by lutnet (routes)
 $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4-local20" --k 4 --group 50 --epochs 20 --local 0.2 \
     --data-dir "$DATA"
-$T $BIN/lutnet build "$OUT/mnist-k4-e4-local0.2" -o "$OUT/mnist-k4-e4-local0.2/ecp5-placed" --board ulx3s-85f \
+$T $BIN/lutnet build "$OUT/mnist-k4-local20" -o "$OUT/mnist-k4-local20/ecp5-placed" --board ulx3s-85f \
     --core-only $PIPE --place
-$BIN/python bench/locked_placement.py "$OUT/mnist-k4-e4-local0.2/ecp5-placed"
+$BIN/python bench/locked_placement.py "$OUT/mnist-k4-local20/ecp5-placed"

@@ -86,7 +86,11 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
         raise BuildError(f"--verify simulates the board top, but {why}; pick a board with pins "
                          f"({', '.join(n for n in targets.known() if targets.load(n).has_pins)})")
     sample = _dataset_sample(net, verify, data_dir, str(src)) if verify else None
-    pipeline = PipelineOptions(**(pipeline or {}))
+    try:
+        pipeline = PipelineOptions(**{**(pipeline or {}), **({"relay_inputs": True, "stall_free": True}
+                                                             if place else {})})
+    except ValueError as e:
+        raise BuildError(f"pipeline options: {e}") from None
     if place:
         from .placement import check_net
 
@@ -96,7 +100,6 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
         if not run_synth:
             raise BuildError("--place needs synthesis (drop --no-synth)")
         check_net(net)
-        pipeline = PipelineOptions(**{**pipeline.to_dict(), "relay_inputs": True, "stall_free": True})
     lattice = target.vendor == "lattice"
     t0 = time.perf_counter()
 

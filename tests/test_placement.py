@@ -108,6 +108,7 @@ def test_placed_neurons_fit_the_budget(placed):
 @pytest.mark.parametrize("args, message", [
     (["--board", "icebreaker"], "--place places LUT layers on the ECP5 only; icebreaker is ice40"),
     (["--board", "ulx3s-85f", "--no-synth"], "--place needs synthesis"),
+    (["--board", "ulx3s-85f", "--split-lut6"], "pipeline options: relay_inputs and split_lut6 cannot be combined"),
 ])
 def test_place_errors(tmp_path, capsys, args, message):
     net = k4_net()
