@@ -18,7 +18,9 @@ from amaranth.lib.wiring import In, Out
 
 from lutnet import ir
 from .options import register_count, registered_after
-from .popcount import build_group_count, build_popcounts, group_count_depth, popcount_depth
+from .argmax import build_one_lut_argmax, one_lut_argmax_latency
+from .popcount import (build_counter_count, build_group_count, build_popcounts, counter_latency,
+                       group_count_depth, popcount_depth)
 
 __all__ = ["EncoderComponent", "XnorLayerComponent", "XnorHeadComponent", "LutLayerComponent",
            "GroupSumHeadComponent", "lut_support", "lut_function", "class_bits"]
@@ -381,8 +383,11 @@ class _ArgmaxHead(wiring.Component):
     def __init__(self, head, *, tree_inputs: int, adder_levels_per_stage: int | None = None,
                  register_scores: bool = True, argmax_levels_per_stage: int | None = None,
                  register_comparisons: bool = False, register_output: bool = True,
-                 share_subtrees: bool = True, free_running: bool = False):
+                 share_subtrees: bool = True, free_running: bool = False, one_lut: bool = False,
+                 relay_inputs: bool = False):
         self.ir = head
+        self.one_lut = bool(one_lut)
+        self.relay_inputs = bool(relay_inputs)
         self.free_running = bool(free_running)
         self.adder_levels_per_stage = _check_period(adder_levels_per_stage,
                                                     "adder_levels_per_stage")
@@ -394,10 +399,13 @@ class _ArgmaxHead(wiring.Component):
         self.share_subtrees = bool(share_subtrees)
         self.class_bits = class_bits(head.n_classes)
         self.score_bits = head.score_bits
-        self.tree_latency = register_count(self._tree_depth(tree_inputs), self.adder_levels_per_stage)
-        argmax_depth = popcount_depth(head.n_classes)
-        self.argmax_latency = (register_count(argmax_depth, self.argmax_levels_per_stage)
-                               + argmax_depth * self.register_comparisons)
+        self.tree_latency = self._tree_latency(tree_inputs)
+        if self.one_lut:
+            self.argmax_latency = one_lut_argmax_latency(head.n_classes, self.score_bits)
+        else:
+            argmax_depth = popcount_depth(head.n_classes)
+            self.argmax_latency = (register_count(argmax_depth, self.argmax_levels_per_stage)
+                                   + argmax_depth * self.register_comparisons)
         self.latency = (self.tree_latency + int(self.register_scores) + self.argmax_latency
                         + int(self.register_output))
         super().__init__({
@@ -411,9 +419,9 @@ class _ArgmaxHead(wiring.Component):
         """The enable the registers load on: ``en``, or a constant 1 when free-running."""
         return Const(1, 1) if self.free_running else self.en
 
-    def _tree_depth(self, tree_inputs: int) -> int:
-        """Levels of the tree that counts ``tree_inputs`` bits into a score."""
-        return popcount_depth(tree_inputs)
+    def _tree_latency(self, tree_inputs: int) -> int:
+        """Registers inside the tree that counts ``tree_inputs`` bits into a score."""
+        return register_count(popcount_depth(tree_inputs), self.adder_levels_per_stage)
 
     def _counts(self, m: Module) -> list:
         """The class scores, each ``score_bits`` wide, after ``tree_latency`` registers."""
@@ -426,6 +434,12 @@ class _ArgmaxHead(wiring.Component):
         assert all(len(c) == self.score_bits for c in counts)
         scores = _signal(m, Cat(*counts), en, self.register_scores, "scores")
         n, w, cb = head.n_classes, self.score_bits, self.class_bits
+        if self.one_lut:
+            index, delayed, latency = build_one_lut_argmax(
+                m, [scores[c * w:(c + 1) * w] for c in range(n)], en=en, name="argmax")
+            assert latency == self.argmax_latency
+            _drive(m, self.o, Cat(index, delayed), en, self.register_output)
+            return m
         # Candidates (score, index); an index is a constant until its first comparison. Each
         # level is a signal, so the comparison feeding two muxes is built once.
         nodes = [(scores[c * w:(c + 1) * w], Const(c, cb)) for c in range(n)]
@@ -492,6 +506,12 @@ class XnorHeadComponent(_ArgmaxHead):
         Build identical adder subtrees once for all classes.
     free_running : bool
         Registers load on every clock (``en`` is ignored).
+    one_lut : bool
+        The argmax as :func:`~lutnet.hdl.argmax.build_one_lut_argmax` (every register one LUT4
+        of registers; ``argmax_levels_per_stage`` and ``register_comparisons`` do not apply);
+        the group-sum head counts with counters too (:class:`GroupSumHeadComponent`).
+    relay_inputs : bool
+        With ``one_lut``, the group-sum head's counters read relays of their own.
 
     Attributes
     ----------
@@ -525,15 +545,21 @@ class GroupSumHeadComponent(_ArgmaxHead):
     (``g = n_in / n_classes``), then the same argmax as :class:`XnorHeadComponent`.
 
     Each group's popcount is :func:`~lutnet.hdl.popcount.build_group_count`: counts of 4-bit
-    pieces in logic (one LUT4 per output bit), then a balanced tree of adders.
+    pieces in logic (one LUT4 per output bit), then a balanced tree of adders. With ``one_lut``
+    it is :func:`~lutnet.hdl.popcount.build_counter_count` instead: stages of counters, every
+    register one LUT4 of registers (with ``relay_inputs``, of relays of its own).
 
     Parameters
     ----------
     head : ir.GroupSumHead
     adder_levels_per_stage, register_scores, argmax_levels_per_stage, register_comparisons,
-    register_output, share_subtrees
+    register_output, share_subtrees, free_running, one_lut, relay_inputs
         As for :class:`XnorHeadComponent` (``share_subtrees`` has nothing to share here: the
         groups read different bits).
+    orders : list of sequences of int, optional
+        With ``one_lut``, class ``c``'s members in the order its first counters take them, four
+        at a time (a permutation of ``range(g)``; :class:`~lutnet.hdl.top.LutnetTop` passes
+        the members' order along a curve over the layout, so that a counter's inputs lie close).
 
     Attributes
     ----------
@@ -544,23 +570,35 @@ class GroupSumHeadComponent(_ArgmaxHead):
         ``group_count_depth(g) = 1 + ceil(log2(ceil(g / 4)))`` levels for ``g > 1``), + 1 if
         ``register_scores``, + argmax-tree registers (as for :class:`XnorHeadComponent`), + 1 if
         ``register_output``. A group of 4 bits is one level, so no register goes in its tree
-        (none goes after the last level).
+        (none goes after the last level). With ``one_lut`` the tree's registers are
+        :func:`~lutnet.hdl.popcount.counter_latency` and the argmax's
+        :func:`~lutnet.hdl.argmax.one_lut_argmax_latency`.
     """
 
-    def __init__(self, head: ir.GroupSumHead, **options):
+    def __init__(self, head: ir.GroupSumHead, *, orders=None, **options):
         _check_kind(head, ir.GroupSumHead, "head")
+        self.orders = None if orders is None else [list(map(int, o)) for o in orders]
+        if self.orders is not None and len(self.orders) != head.n_classes:
+            raise ValueError(f"orders: one per class ({head.n_classes}), not {len(self.orders)}")
         super().__init__(head, tree_inputs=head.group, **options)
 
-    def _tree_depth(self, tree_inputs: int) -> int:
-        return group_count_depth(tree_inputs)
+    def _tree_latency(self, tree_inputs: int) -> int:
+        if self.one_lut:
+            return counter_latency(tree_inputs, self.relay_inputs)
+        return register_count(group_count_depth(tree_inputs), self.adder_levels_per_stage)
 
     def _counts(self, m):
         g = self.ir.group
         counts = []
         for c in range(self.ir.n_classes):
-            count, latency = build_group_count(
-                m, self.i[c * g:(c + 1) * g], en=self._en,
-                levels_per_stage=self.adder_levels_per_stage, name=f"sum{c}")
+            if self.one_lut:
+                count, latency = build_counter_count(
+                    m, self.i[c * g:(c + 1) * g], en=self._en, relays=self.relay_inputs,
+                    name=f"sum{c}", order=None if self.orders is None else self.orders[c])
+            else:
+                count, latency = build_group_count(
+                    m, self.i[c * g:(c + 1) * g], en=self._en,
+                    levels_per_stage=self.adder_levels_per_stage, name=f"sum{c}")
             assert latency == self.tree_latency
             counts.append(count)
         return counts

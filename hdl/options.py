@@ -20,7 +20,7 @@ import numpy as np
 __all__ = ["PipelineOptions"]
 
 _BOOLS = ("register_encoder", "register_scores", "register_comparisons", "register_output",
-          "share_subtrees", "stall_free", "split_lut6", "relay_inputs")
+          "share_subtrees", "stall_free", "split_lut6", "relay_inputs", "one_lut_head")
 _PERIODS = ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage")
 
 
@@ -53,6 +53,14 @@ class PipelineOptions:
     that puts each neuron with its relays in one tile (``lutnet build --place``) needs. A bit
     read by several neurons gets one relay per neuron; synthesis is told to keep them apart.
     Not with ``split_lut6``.
+
+    ``one_lut_head`` builds the head so that every register's next value is one LUT4 of
+    registers: a group-sum head counts each class with counters of at most four bits of one
+    weight (a bit of the count each, one LUT4), stage after stage, where adders put a carry
+    chain between registers; the argmax compares 2-bit chunks and combines their verdicts, a
+    LUT4 a stage, before it chooses. More cycles, more LUTs, for the clock. With
+    ``relay_inputs`` the head's counters read relays of their own too. (An XNOR head keeps its
+    adder trees; only its argmax changes.)
     """
 
     register_encoder: bool = True                # register the encoder's output bits
@@ -66,6 +74,7 @@ class PipelineOptions:
     stall_free: bool = False                     # free-running registers + credit-counted output buffer
     split_lut6: bool = False                     # register K=6 neurons as two LUT5 halves + a 2:1 mux
     relay_inputs: bool = False                   # a register per LUT neuron input (+1 cycle a LUT layer)
+    one_lut_head: bool = False                   # head registers each one LUT4 of registers
 
     def __post_init__(self):
         for name in _BOOLS:

@@ -18,7 +18,8 @@ from amaranth.hdl import Cat, Const, Module, Signal, Value
 
 from .options import register_count, registered_after
 
-__all__ = ["popcount_depth", "build_popcounts", "group_count_depth", "build_group_count"]
+__all__ = ["popcount_depth", "build_popcounts", "group_count_depth", "build_group_count",
+           "counter_stages", "eval_counter_stages", "counter_latency", "build_counter_count"]
 
 
 def popcount_depth(n_in: int) -> int:
@@ -214,3 +215,147 @@ def build_group_count(m: Module, x: Value, *, en: Value, levels_per_stage: int |
         latency += registered
     (count,) = nodes
     return count, latency
+
+
+def counter_stages(n_in: int) -> list:
+    """A count of ``n_in`` bits as stages of counters, each output bit a function of at most
+    four bits of the stage before (one LUT4 between registers), with no adder anywhere.
+
+    The bits are kept in columns by weight. In a stage every column's bits are taken in order
+    into counters: four or three bits of the column give their count (three or two bits, of
+    this weight and the next ones); two left over are counted together with up to two bits of
+    the next column (``a + b + 2 (c + d)``, three bits); one left over is passed on. A stage
+    is therefore a register per output bit, each reading at most four registers. Bits of
+    weight ``n_in.bit_length()`` or more are dropped: the count never reaches them, so it is
+    exact modulo that power of two. The stages end when no column holds more than one bit.
+
+    Returns
+    -------
+    list of stages
+        Stage ``s`` is a list of ``(inputs, table)``, one per output bit: ``inputs`` index the
+        bits of stage ``s - 1`` (the ``n_in`` input bits for the first stage), ``table`` is the
+        truth table over them (bit ``a`` of ``table`` is the output at address ``a``, input
+        ``k`` being address bit ``k``). The last stage's bits are the count, least significant
+        first, ``n_in.bit_length()`` of them (an empty list for ``n_in <= 1``: the count is the
+        input itself).
+
+    >>> [len(counter_stages(n)) for n in (1, 2, 4, 5, 10, 16, 50, 100)]
+    [0, 1, 1, 2, 4, 5, 7, 9]
+    """
+    n_in = int(n_in)
+    width = n_in.bit_length()
+    if n_in <= 1:
+        return []
+    columns = [list(range(n_in))] + [[] for _ in range(width - 1)]
+    stages = []
+    while max(len(c) for c in columns) > 1:
+        stage, new = [], [[] for _ in range(width)]
+
+        def counter(inputs, weights):
+            top = sum(1 << w for w in weights)
+            for j in range(top.bit_length()):
+                if base + j >= width:
+                    break
+                table = sum((sum(((a >> k) & 1) << w for k, w in enumerate(weights)) >> j & 1) << a
+                            for a in range(1 << len(inputs)))
+                new[base + j].append(len(stage))
+                stage.append((tuple(inputs), table))
+
+        left = [list(c) for c in columns]
+        for base in range(width):
+            bits = left[base]
+            while len(bits) >= 3:
+                take, bits = bits[:4], bits[4:]
+                counter(take, [0] * len(take))
+            if len(bits) == 2:
+                nxt = left[base + 1][:2] if base + 1 < width else []
+                if base + 1 < width:
+                    left[base + 1] = left[base + 1][len(nxt):]
+                counter(bits + nxt, [0, 0] + [1] * len(nxt))
+            elif len(bits) == 1:
+                new[base].append(len(stage))
+                stage.append(((bits[0],), 0b10))
+        stages.append(stage)
+        columns = new
+    # Every column holds one bit now: order the last stage as the count's bits.
+    order = [c[0] for c in columns if c]
+    assert len(order) == width, columns
+    stages[-1] = [stages[-1][i] for i in order]
+    return stages
+
+
+def eval_counter_stages(stages: list, bits: np.ndarray) -> np.ndarray:
+    """Run :func:`counter_stages` on ``bits`` (samples, n_in) of 0/1; the counts (samples,)."""
+    values = np.asarray(bits, dtype=np.int64)
+    for stage in stages:
+        out = np.zeros((len(values), len(stage)), dtype=np.int64)
+        for j, (inputs, table) in enumerate(stage):
+            address = sum(values[:, i] << k for k, i in enumerate(inputs))
+            out[:, j] = (table >> address) & 1
+        values = out
+    return (values << np.arange(values.shape[1])).sum(axis=1) if stages else values[:, 0]
+
+
+def counter_latency(n_in: int, relays: bool) -> int:
+    """Registers inside :func:`build_counter_count` over ``n_in`` bits: one after every stage
+    but the last, and with ``relays`` one more in front of every stage."""
+    stages = len(counter_stages(n_in))
+    return max(0, stages - 1) + stages * bool(relays)
+
+
+def build_counter_count(m: Module, x: Value, *, en: Value, relays: bool, name: str,
+                        order=None):
+    """``popcount(x)`` as the counter stages of :func:`counter_stages`: a register after
+    every stage but the last (whose bits, one LUT4 of registers each, the caller registers).
+
+    Parameters
+    ----------
+    m, en, name
+        As for :func:`build_group_count`; stage ``s`` is the register ``{name}_s{s}``.
+    relays : bool
+        Every counter first copies its inputs into registers of its own (``{name}_r{s}``), so
+        that it reads only registers beside it once placed so.
+    order : sequence of int, optional
+        The order in which the bits are taken into the first counters (a permutation of
+        ``range(len(x))``): the count does not depend on it, the wiring does.
+
+    Returns
+    -------
+    (count, latency)
+        ``count`` is ``len(x).bit_length()`` bits wide, ``latency`` :func:`counter_latency`.
+    """
+    n_in = len(x)
+    bits = [x[i] for i in (range(n_in) if order is None else order)]
+    if sorted(range(n_in)) != sorted(range(n_in) if order is None else order):
+        raise ValueError(f"order must be a permutation of range({n_in})")
+    stages = counter_stages(n_in)
+    if not stages:
+        return (bits[0] if bits else Const(0, 1)), 0
+    for s, stage in enumerate(stages):
+        if relays:
+            # One relay per counter input; the bits a pass-through copies get one too.
+            # (A counter's output bits share their inputs; every bit is some counter's input.)
+            counters = list(dict.fromkeys(inputs for inputs, _ in stage))
+            wanted = [i for inputs in counters for i in inputs]
+            relay = Signal(len(wanted), name=f"{name}_r{s}", reset_less=True)
+            with m.If(en):
+                m.d.sync += relay.eq(Cat(*(bits[i] for i in wanted)))
+            it = iter(range(len(wanted)))
+            relayed = {inputs: [relay[next(it)] for _ in inputs] for inputs in counters}
+            outs = [_table(table, relayed[inputs]) for inputs, table in stage]
+        else:
+            outs = [_table(table, [bits[i] for i in inputs]) for inputs, table in stage]
+        if s == len(stages) - 1:
+            return Cat(*outs), counter_latency(n_in, relays)
+        reg = Signal(len(outs), name=f"{name}_s{s}", reset_less=True)
+        with m.If(en):
+            m.d.sync += reg.eq(Cat(*outs))
+        bits = [reg[j] for j in range(len(outs))]
+
+
+def _table(table: int, address: list) -> Value:
+    """Truth table ``table`` read at ``address`` (a constant read at the bits, as the LUT
+    neurons are); a copy for the one-input identity."""
+    if len(address) == 1 and table == 0b10:
+        return address[0]
+    return Const(table, 1 << len(address)).bit_select(Cat(*address), 1)

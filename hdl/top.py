@@ -11,7 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lutnet import ir
+from lutnet import ir, locality
 from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent, XnorHeadComponent,
                      XnorLayerComponent, class_bits, lut_support)
 from .options import PipelineOptions
@@ -81,7 +81,7 @@ class LutnetTop(wiring.Component):
                                         free_running=o.stall_free)
         self.layers = tuple(_layer_component(i, layer, o, _read_by(net.layers[i + 1:]))
                             for i, layer in enumerate(net.layers))
-        self.head = _head_component(net.head, o)
+        self.head = _head_component(net, o)
         self.class_bits = class_bits(net.n_classes)
         self.score_bits = net.head.score_bits
         self.payload_in_bits = net.encoder.n_features * net.encoder.input_bits
@@ -174,15 +174,27 @@ def _layer_component(i: int, layer, o: PipelineOptions, read: set | None = None)
                     f"(supported: {', '.join(sorted(LAYER_COMPONENTS))})")
 
 
-def _head_component(head, o: PipelineOptions):
+def member_orders(net: ir.Network) -> list:
+    """Per class of a group-sum head, its members in the order a Hilbert curve over the net's
+    layout (:mod:`lutnet.locality`) visits them: the order its first counters take them in."""
+    head = net.head
+    pos = locality.net_positions(net)[-1]
+    g = head.group
+    return [locality.curve_order(pos[c * g:(c + 1) * g]) for c in range(head.n_classes)]
+
+
+def _head_component(net: ir.Network, o: PipelineOptions):
+    head = net.head
     cls = {ir.XnorHead: XnorHeadComponent, ir.GroupSumHead: GroupSumHeadComponent}.get(type(head))
     if cls is None:
         raise TypeError(f"head: no hardware for head kind {_kind(head)!r} "
                         f"(supported: {', '.join(sorted(HEAD_COMPONENTS))})")
-    return cls(head, adder_levels_per_stage=o.adder_levels_per_stage,
+    extra = {"orders": member_orders(net)} if cls is GroupSumHeadComponent and o.one_lut_head else {}
+    return cls(head, **extra, adder_levels_per_stage=o.adder_levels_per_stage,
                register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
                register_output=o.register_output, share_subtrees=o.share_subtrees,
-               register_comparisons=o.register_comparisons, free_running=o.stall_free)
+               register_comparisons=o.register_comparisons, free_running=o.stall_free,
+               one_lut=o.one_lut_head, relay_inputs=o.relay_inputs)
 
 
 class CreditBuffer(wiring.Component):

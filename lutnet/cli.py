@@ -124,9 +124,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--relays", action="store_true",
                    help="a register per LUT neuron input, so every stage is a route or one LUT "
                         "beside its inputs (one more cycle per LUT layer)")
+    b.add_argument("--one-lut-head", action="store_true",
+                   help="build the head with one LUT4 between registers: class counts as stages of "
+                        "counters, argmax by 2-bit chunks (more cycles and LUTs, for the clock)")
     b.add_argument("--place", action="store_true",
-                   help="ECP5: place the LUT layers by the net's layout, a neuron and its relays a tile "
-                        "(turns on --relays and --stall-free)")
+                   help="ECP5: place the LUT layers by the net's layout, a neuron and its relays a tile, "
+                        "and a group-sum head's counters among them (turns on --relays, --stall-free "
+                        "and --one-lut-head)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")
@@ -181,7 +185,7 @@ def _build(a):
     out = a.out or os.path.join(os.path.dirname(flow.resolve_model(a.model)) or ".", "build")
     pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage,
                     register_comparisons=a.register_comparisons, stall_free=a.stall_free,
-                    split_lut6=a.split_lut6, relay_inputs=a.relays)
+                    split_lut6=a.split_lut6, relay_inputs=a.relays, one_lut_head=a.one_lut_head)
     if a.argmax_levels_per_stage is not None:
         pipeline["argmax_levels_per_stage"] = a.argmax_levels_per_stage
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth,

@@ -69,8 +69,9 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
     (:func:`lutnet.sim.board_runner.verify_board`) and records the result under ``verify``.
 
     ``place`` (ECP5): lutnet places the LUT layers itself by the net's layout
-    (:func:`lutnet.placement.lock_layers`), with a relay register per neuron input and a
-    free-running pipeline (``relay_inputs`` and ``stall_free`` are turned on); nextpnr places
+    (:func:`lutnet.placement.lock_layers`), with a relay register per neuron input, a
+    free-running pipeline and a one-LUT head (``relay_inputs``, ``stall_free`` and
+    ``one_lut_head`` are turned on), and a group-sum head's counters with them; nextpnr places
     the rest. Summary ``pnr.placement`` says what was locked.
     """
     target = targets.load(board)
@@ -87,7 +88,8 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                          f"({', '.join(n for n in targets.known() if targets.load(n).has_pins)})")
     sample = _dataset_sample(net, verify, data_dir, str(src)) if verify else None
     try:
-        pipeline = PipelineOptions(**{**(pipeline or {}), **({"relay_inputs": True, "stall_free": True}
+        pipeline = PipelineOptions(**{**(pipeline or {}), **({"relay_inputs": True, "stall_free": True,
+                                                                "one_lut_head": True}
                                                              if place else {})})
     except ValueError as e:
         raise BuildError(f"pipeline options: {e}") from None
@@ -247,7 +249,8 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
                                  workers=workers, check=check, stage_parent=core, place=place, log=log)
     if "placement" in result:
         p = result["placement"]
-        log(f"locked {p['neurons']} neurons ({p['luts']} with their LUT, {p['relays']} relays) and "
+        log(f"locked {p['neurons']} neurons ({p['luts']} with their LUT, {p['relays']} relays), "
+            f"{p['head_counters']} head counters ({p['head_registers']} registers) and "
             f"{p['encoder_bits']} encoder bits on {p['tiles']} tiles; not locked: {p['not_locked'] or 'none'}")
     if stages:
         how = result["synthesis"]

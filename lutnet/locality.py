@@ -98,3 +98,34 @@ def spread(inputs: np.ndarray, out_pos: np.ndarray, in_pos: np.ndarray) -> np.nd
     """(n_out,) the Chebyshev distance from each neuron to its farthest input."""
     rows = np.arange(len(inputs))[:, None]
     return np.abs(out_pos[rows] - in_pos[inputs]).max(axis=(1, 2))
+
+
+def net_positions(net) -> list:
+    """:func:`chain` for an :class:`lutnet.ir.Network`: the positions of its input bits and of
+    every layer's bits (a group-sum head's classes interleaved in the last layer)."""
+    return chain(net.encoder.n_features, net.encoder.levels, [layer.n_out for layer in net.layers],
+                 net.n_classes if net.head.kind == "group_sum" else None)
+
+
+def curve_order(points) -> np.ndarray:
+    """The indices of ``points`` ((n, 2) row, column in [0, 1)) in the order a Hilbert curve
+    over the square visits them, so that runs of consecutive points lie close together.
+
+    >>> curve_order([[0.9, 0.9], [0.1, 0.1], [0.9, 0.1], [0.1, 0.9]]).tolist()
+    [1, 2, 0, 3]
+    """
+    side = 1 << 10
+    at = np.clip((np.asarray(points, dtype=float).reshape(-1, 2) * side).astype(np.int64), 0, side - 1)
+    y, x = at[:, 0].copy(), at[:, 1].copy()
+    d = np.zeros(len(at), dtype=np.int64)
+    s = side // 2
+    while s > 0:
+        rx, ry = (x & s) > 0, (y & s) > 0
+        d += s * s * ((3 * rx) ^ ry)
+        # rotate the quadrant so the curve's sub-squares join up
+        flip = ~ry & rx
+        x = np.where(flip, side - 1 - x, x)
+        y = np.where(flip, side - 1 - y, y)
+        x, y = np.where(~ry, y, x), np.where(~ry, x, y)
+        s //= 2
+    return np.argsort(d, kind="stable")

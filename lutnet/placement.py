@@ -8,8 +8,10 @@ near its position on a square of tiles (all layers on one square, one neuron a t
 with the least total displacement), with its relay registers
 (``PipelineOptions.relay_inputs``) in the same tile. Each stage is then a route alone (a register
 to a relay, short when the net was trained ``--local``) or a LUT reading registers in its own tile.
-Encoder bits take the tiles' spare flip-flops. The head, the output buffer and the glue are left
-to nextpnr.
+Encoder bits take the tiles' spare flip-flops. A group-sum head built with one LUT between
+registers (``PipelineOptions.one_lut_head``) has its counters placed the same way, a counter with
+its relays a tile, on the same square (:func:`_head_counters`). The argmax, the output buffer and
+the glue are left to nextpnr.
 
 The placement is a ``BEL`` attribute on each locked cell of the flat Yosys netlist, which
 nextpnr-ecp5 honours. What cannot be locked is left to nextpnr and counted by reason:
@@ -48,6 +50,11 @@ RELAYS = ("SLICEA.FF1", "SLICEB.FF0", "SLICEB.FF1", "SLICEC.FF0")
 SPARE = ("SLICEC.FF1", "SLICED.FF0", "SLICED.FF1")
 #: First column and row of the square (the fabric's edge tiles hold I/O, not slices).
 ORIGIN = 2
+
+#: A counter of a one-LUT head (``PipelineOptions.one_lut_head`` with relays) has a tile of its
+#: own: its output bits' LUT and flip-flop pairs, then its relays.
+COUNTER_OUTPUTS = (("SLICEA.FF0", "SLICEA.K0"), ("SLICEA.FF1", "SLICEA.K1"), ("SLICEB.FF0", "SLICEB.K0"))
+COUNTER_RELAYS = ("SLICEB.FF1", "SLICEC.FF0", "SLICEC.FF1", "SLICED.FF0")
 
 _NO_BEL = re.compile(r"No Bel named 'X\d+/Y(\d+)/")
 _RELAY = re.compile(r"relay(\d+)$")
@@ -118,14 +125,17 @@ def _plain_ff(cells, driver, bit, skipped, what) -> str | None:
     return ff
 
 
-def _assign(points, side: int, per_tile: int) -> list:
+def _assign(points, side: int, per_tile: int, tiles=None) -> list:
     """The tile (column, row) of each point (row, column in [0, 1)) on a square of ``side``
-    tiles holding ``per_tile`` points each: the assignment with the least total squared
-    distance from each point to its tile's centre (a point whose tile is taken moves as little
-    as the others allow, where a greedy fill pushes the last ones far away)."""
+    tiles (or on the given ``tiles`` of it) holding ``per_tile`` points each: the assignment
+    with the least total squared distance from each point to its tile's centre (a point whose
+    tile is taken moves as little as the others allow, where a greedy fill pushes the last ones
+    far away)."""
     if not points:
         return []
-    tiles = [(x, y) for y in range(side) for x in range(side)] * per_tile
+    if tiles is None:
+        tiles = [(x, y) for y in range(side) for x in range(side)]
+    tiles = list(tiles) * per_tile
     centres = (np.array(tiles) + 0.5) / side
     at = np.array([(c, r) for r, c in points])
     cost = ((at[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
@@ -134,6 +144,84 @@ def _assign(points, side: int, per_tile: int) -> list:
     for r, c in zip(rows, cols):
         out[r] = tiles[c]
     return out
+
+
+def _lut_of(cells, driver, readers, ff, skipped, what) -> str | None:
+    """The LUT4 loading flip-flop ``ff``, if it is one and feeds nothing else (else None; a
+    shared one counted in ``skipped``, see the module docstring)."""
+    lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
+    if lut is None or cells[lut]["type"] == "TRELLIS_FF":
+        return None
+    if cells[lut]["type"] != "LUT4" or readers[cells[lut]["connections"]["Z"][0]] > 1:
+        skipped[f"{what} LUT shared or not a LUT4 (flip-flop locked alone)"] += 1
+        return None
+    return lut
+
+
+def _head_counters(module: dict, net: Network, prefix: str, pos, driver, readers, skipped) -> list:
+    """The counters of a one-LUT group-sum head with relays, as ``(position, [relay flip-flops],
+    [(flip-flop, LUT or None)])``. Counter ``k`` of stage ``s`` of class ``c`` is found as
+    :func:`lutnet.hdl.popcount.build_counter_count` names it: relays in ``head.sum{c}_r{s}``,
+    outputs in ``head.sum{c}_s{s}`` (the last stage's in ``head.scores``).
+
+    The positions minimise the sum of the squared lengths of the routes into the counters' relays,
+    the head's members fixed at their layout positions (each counter at the mean of the
+    counters and members it reads and of the counters that read it, relaxed until it settles):
+    a class's counters converge on its root in steps of about equal length, where each counter
+    at the centre of its inputs leaves the long steps to the stages after the first."""
+    from .hdl.popcount import counter_stages
+    from .hdl.top import member_orders
+
+    cells, names = module["cells"], module["netnames"]
+    head = net.head
+    if head.kind != "group_sum" or f"{prefix}head.sum0_r0" not in names:
+        return []
+    g, w = head.group, head.score_bits
+    scores = names.get(f"{prefix}head.scores", {}).get("bits")
+    stages = counter_stages(g)
+    counters, fixed, links = [], [], []   # (relays, pairs); (members' positions); counter's sources
+    for c, order in enumerate(member_orders(net)):
+        made_by = [("member", np.asarray(pos[-1][c * g + i], dtype=float)) for i in order]
+        for s, stage in enumerate(stages):
+            relay_bits = names.get(f"{prefix}head.sum{c}_r{s}", {}).get("bits", [])
+            if s < len(stages) - 1:
+                out_bits = names.get(f"{prefix}head.sum{c}_s{s}", {}).get("bits", [])
+            else:
+                out_bits = [] if scores is None else scores[c * w:c * w + len(stage)]
+            keys = list(dict.fromkeys(inputs for inputs, _ in stage))
+            offsets = np.cumsum([0] + [len(k) for k in keys])
+            nxt = [None] * len(stage)
+            for key, first in zip(keys, offsets):
+                outs = [j for j, (inputs, _) in enumerate(stage) if inputs == key]
+                for j in outs:
+                    nxt[j] = ("counter", len(counters))
+                relays = [_plain_ff(cells, driver, b, skipped, "head relay")
+                          for b in relay_bits[first:first + len(key)]]
+                pairs = []
+                for j in outs:
+                    ff = _plain_ff(cells, driver, out_bits[j], skipped, "head counter") \
+                        if j < len(out_bits) else None
+                    if ff is not None:
+                        pairs.append((ff, _lut_of(cells, driver, readers, ff, skipped, "head counter")))
+                counters.append(([r for r in relays if r], pairs))
+                fixed.append([made_by[i][1] for i in key if made_by[i][0] == "member"])
+                links.append([made_by[i][1] for i in key if made_by[i][0] == "counter"])
+            made_by = nxt
+    if not counters:
+        return []
+    # Neighbours of each counter: its sources and its readers (a route either way).
+    neighbours = [list(src) for src in links]
+    for k, src in enumerate(links):
+        for j in src:
+            neighbours[j].append(k)
+    at = np.array([np.mean(f, axis=0) if f else np.full(2, 0.5) for f in fixed])
+    for _ in range(200):
+        new = np.array([np.mean(fixed[k] + [at[j] for j in neighbours[k]], axis=0)
+                        if fixed[k] or neighbours[k] else at[k] for k in range(len(at))])
+        if np.abs(new - at).max() < 1e-4:
+            break
+        at = new
+    return [(tuple(p), relays, pairs) for p, (relays, pairs) in zip(at, counters)]
 
 
 def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> dict:
@@ -172,10 +260,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
             if ff is None:
                 continue
             relays = [_plain_ff(cells, driver, b, skipped, "relay") for b in relay_nets[i].get(j, [])]
-            lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
-            if lut is not None and (cells[lut]["type"] != "LUT4" or readers[cells[lut]["connections"]["Z"][0]] > 1):
-                skipped["neuron LUT shared or not a LUT4 (flip-flop locked alone)"] += 1
-                lut = None
+            lut = _lut_of(cells, driver, readers, ff, skipped, "neuron")
             neurons.append((tuple(pos[1 + i][j]), ff, lut, [r for r in relays if r]))
     if f"{prefix}encoder.o" in names:
         seen = set()                     # equal thresholds: Yosys keeps one flip-flop
@@ -190,14 +275,26 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
         raise PlacementError("no LUT neuron of the netlist can be locked (are the layers registered, "
                              "with relays?)")
 
-    side = max(math.ceil(math.sqrt(len(neurons))), math.ceil(math.sqrt(len(encoder) / len(SPARE))))
+    counters = _head_counters(module, net, prefix, pos, driver, readers, skipped)
+    side = max(math.ceil(math.sqrt(len(neurons) + len(counters))),
+               math.ceil(math.sqrt(len(encoder) / len(SPARE))))
     rows = [y for y in range(ORIGIN, ORIGIN + side + len(skip_rows)) if y not in set(skip_rows)]
 
     def bel(tile, slot):
         return f"X{ORIGIN + tile[0]}/Y{rows[tile[1]]}/{slot}"
 
-    relays_locked, neuron_tiles = 0, _assign([n[0] for n in neurons], side, 1)
-    encoder_tiles = _assign([e[0] for e in encoder], side, len(SPARE))
+    # Neurons and counters share the square; the encoder's bits go into the neurons' tiles.
+    tiles = _assign([n[0] for n in neurons] + [c[0] for c in counters], side, 1)
+    neuron_tiles, counter_tiles = tiles[:len(neurons)], tiles[len(neurons):]
+    free = [(x, y) for y in range(side) for x in range(side) if (x, y) not in set(counter_tiles)]
+    relays_locked, encoder_tiles = 0, _assign([e[0] for e in encoder], side, len(SPARE), free)
+    for (_, relays, pairs), t in zip(counters, counter_tiles):
+        for (ff, lut), (ff_slot, lut_slot) in zip(pairs, COUNTER_OUTPUTS):
+            cells[ff]["attributes"]["BEL"] = bel(t, ff_slot)
+            if lut is not None:
+                cells[lut]["attributes"]["BEL"] = bel(t, lut_slot)
+        for relay, slot in zip(relays, COUNTER_RELAYS):
+            cells[relay]["attributes"]["BEL"] = bel(t, slot)
     for (_, ff, lut, relays), t in zip(neurons, neuron_tiles):
         cells[ff]["attributes"]["BEL"] = bel(t, NEURON[0])
         if lut is not None:
@@ -209,7 +306,8 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     for (_, ff), t in zip(encoder, encoder_tiles):
         cells[ff]["attributes"]["BEL"] = bel(t, SPARE[spare[t]])
         spare[t] += 1
-    used = set(neuron_tiles) | set(encoder_tiles)
+    used = set(neuron_tiles) | set(encoder_tiles) | set(counter_tiles)
     return {"neurons": len(neurons), "luts": sum(1 for n in neurons if n[2] is not None),
+            "head_counters": len(counters), "head_registers": sum(len(c[1]) + len(c[2]) for c in counters),
             "relays": relays_locked, "encoder_bits": len(encoder), "tiles": len(used),
             "square": side, "skip_rows": sorted(skip_rows), "not_locked": dict(sorted(skipped.items()))}

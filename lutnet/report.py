@@ -336,7 +336,10 @@ def _placement_text(p: dict) -> str:
     """What ``lutnet build --place`` locked (``pnr.placement``), in one paragraph."""
     missed = "; ".join(f"{why}: {n}" for why, n in p.get("not_locked", {}).items()) or "none"
     return (f"Placed by lutnet (--place): {p['neurons']} LUT neurons ({p['luts']} with their LUT) and "
-            f"{p['relays']} relays locked one neuron a tile on {p['tiles']} tiles (a square of {p['square']}), "
+            f"{p['relays']} relays locked one neuron a tile"
+            + (f", {p['head_counters']} counters of the head ({p['head_registers']} registers) a tile each "
+               "among them" if p.get("head_counters") else "")
+            + f" on {p['tiles']} tiles (a square of {p['square']}), "
             f"{p['encoder_bits']} encoder bits in the tiles' spare flip-flops; rows without slices left out: "
             f"{', '.join(map(str, p.get('skip_rows', []))) or 'none'}. Not locked: {missed}.")
 

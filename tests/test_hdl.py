@@ -463,8 +463,11 @@ def test_hdl_sources_do_not_import_torch():
 # -- LUT layers and the group-sum head -----------------------------------------------------------
 
 from lutnet.hdl import GroupSumHeadComponent, LutLayerComponent, lut_support  # noqa: E402
-from lutnet.hdl.popcount import group_count_depth  # noqa: E402
+from lutnet.hdl.argmax import one_lut_argmax_latency  # noqa: E402
+from lutnet.hdl.popcount import (counter_latency, counter_stages, eval_counter_stages,  # noqa: E402
+                                 group_count_depth)
 from netgen import random_lut_layer, random_net  # noqa: E402
+from onelut import lut_depth_violations  # noqa: E402
 
 
 def make_lut_net(seed, *, all_lut=False):
@@ -609,6 +612,9 @@ PIPELINED = {
                                     register_output=False, layers_per_stage=None),
     "adder2": PipelineOptions(adder_levels_per_stage=2, register_comparisons=True,
                               argmax_levels_per_stage=2),
+    "one_lut": PipelineOptions(one_lut_head=True),
+    "one_lut_relays": PipelineOptions(one_lut_head=True, relay_inputs=True, stall_free=True,
+                                      register_scores=False),
 }
 
 
@@ -642,13 +648,57 @@ def test_pipelined_group_sum_head_at_full_rate(name):
 
 @pytest.mark.parametrize("name,seed,idle,stall", [
     ("deep", 3, 0.3, 0.6), ("deepest", 4, 0.2, 0.5), ("deepest", 5, 0.0, 0.8),
-    ("compare_only", 6, 0.4, 0.4), ("adder2", 7, 0.1, 0.7)])
+    ("compare_only", 6, 0.4, 0.4), ("adder2", 7, 0.1, 0.7), ("one_lut", 8, 0.2, 0.6),
+    ("one_lut_relays", 9, 0.3, 0.5), ("one_lut", 17, 0.0, 0.3)])
 def test_pipelined_group_sum_head_under_backpressure(name, seed, idle, stall):
     net = make_group_sum_net(seed, group=int(3 + seed), classes=int(2 + seed), k=int(2 + seed % 5))
     x = make_inputs(net, 50, seed)
     top = pipelined_top(net, PIPELINED[name])
     got = stream(top, pack(net, x), idle=idle, stall=stall, seed=seed)
     assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+@pytest.mark.parametrize("n", list(range(1, 70)) + [100, 200, 500])
+def test_counter_stages_count(n):
+    """Every stage's bits read at most four bits of the stage before, the last stage is the
+    count's bits, and the count is exact (all ones, all zeros, random bits)."""
+    stages = counter_stages(n)
+    assert all(1 <= len(inputs) <= 4 for stage in stages for inputs, _ in stage)
+    assert all(max(inputs) < (len(prev) if s else n) for s, (stage, prev) in
+               enumerate(zip(stages, [None] + stages)) for inputs, _ in stage)
+    assert len(stages[-1]) == n.bit_length() if stages else n <= 1
+    rng = np.random.default_rng(n)
+    bits = rng.random((400, n)) < rng.random((400, 1))
+    bits[0], bits[1] = True, False
+    assert (eval_counter_stages(stages, bits) == bits.sum(axis=1)).all()
+    assert counter_latency(n, False) == max(0, len(stages) - 1)
+    assert counter_latency(n, True) == max(0, len(stages) - 1) + len(stages)
+
+
+def test_one_lut_head_latency_and_relays():
+    head = ir.GroupSumHead(50 * 10, 10)
+    plain = GroupSumHeadComponent(head, one_lut=True)
+    relayed = GroupSumHeadComponent(head, one_lut=True, relay_inputs=True)
+    assert len(counter_stages(50)) == 7
+    assert (plain.tree_latency, relayed.tree_latency) == (6, 13)
+    assert relayed.latency - plain.latency == 7
+    assert plain.argmax_latency == one_lut_argmax_latency(10, 6)
+    net = make_group_sum_net(3, group=9, classes=3, k=4)
+    text = to_verilog(LutnetTop(net, options=PIPELINED["one_lut_relays"]))
+    # a relay per counter input: 9 bits in the first stage of each class
+    assert re.search(r"reg \[8:0\] \\?\S*sum0_r0", text), "no relays before the first counters"
+
+
+@pytest.mark.parametrize("relays", [False, True])
+def test_one_lut_head_has_one_lut_between_registers(relays, tmp_path):
+    """Mapped to ECP5, every register of a one-LUT group-sum head loads one LUT4 of registers
+    (or a register); the plain head's adders do not."""
+    head = ir.GroupSumHead(13 * 5, 5)
+    one = GroupSumHeadComponent(head, one_lut=True, relay_inputs=relays, free_running=True)
+    assert lut_depth_violations(one, top="head", workdir=tmp_path / "one") == []
+    if not relays:
+        plain = GroupSumHeadComponent(head, adder_levels_per_stage=1, free_running=True)
+        assert lut_depth_violations(plain, top="head", workdir=tmp_path / "plain")
 
 
 def test_registered_comparisons_keep_ties_and_xnor_heads():

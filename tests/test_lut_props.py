@@ -132,7 +132,8 @@ def make_case(seed, k):
     extra = np.random.default_rng([seed, k, 1]).random(3) < 0.5
     options = PipelineOptions(**{**options.to_dict(), "stall_free": bool(extra[0]),
                                  "split_lut6": bool(extra[1]),
-                                 "relay_inputs": bool(extra[2] and not extra[1])})
+                                 "relay_inputs": bool(extra[2] and not extra[1]),
+                                 "one_lut_head": bool(np.random.default_rng([seed, k, 2]).random() < 0.5)})
     if LutnetTop(net, options=options).latency == 0:
         options = PipelineOptions(**{**options.to_dict(), "register_output": True})
     return net, options, random_vectors(rng, net, N_VECTORS)
@@ -274,7 +275,7 @@ def test_nets_cover_the_space(side_by_side):
     assert any(layer.split_lut6 for c in d.cores for layer in c.layers
                if isinstance(layer.ir, ir.LutLayer))   # some K = 6 layer is split
     for name in ("register_encoder", "register_scores", "register_output", "share_subtrees", "register_comparisons",
-                 "stall_free", "split_lut6"):
+                 "stall_free", "split_lut6", "relay_inputs", "one_lut_head"):
         assert {getattr(n.options, name) for n in d.nets} == {False, True}, name
     for name in ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage"):
         assert {getattr(n.options, name) for n in d.nets} >= {None, 1, 2}, name

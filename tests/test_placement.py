@@ -13,6 +13,7 @@ from lutnet import flow, placement
 from lutnet.cli import main
 from lutnet.hdl import LutnetTop, PipelineOptions
 from lutnet.hdl.layers import lut_support
+from lutnet.hdl.popcount import counter_stages
 from lutnet.ir import Encoder, GroupSumHead, LutLayer, Network
 from netgen import random_lut_layer, random_net
 
@@ -57,7 +58,7 @@ def test_place_locks_each_neuron_with_its_relays(placed):
     assert 10 in p["skip_rows"] and not any(tile(c) and tile(c)[1] in p["skip_rows"] for c in cells.values())
     # --place turned on the relays and the free-running pipeline
     assert s["latency"] == LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1, relay_inputs=True,
-                                                                  stall_free=True)).latency
+                                                                  stall_free=True, one_lut_head=True)).latency
     checked, seen = 0, set()
     for i, layer in enumerate(net.layers):
         for j, bit in enumerate(names[f"layer{i}.o"]["bits"]):
@@ -88,6 +89,26 @@ def test_place_locks_each_neuron_with_its_relays(placed):
     encoder = {driver[b][0] for b in names["encoder.o"]["bits"] if b in driver}
     assert p["encoder_bits"] == len(encoder) >= 8
     assert all(cells[ff]["attributes"]["BEL"].split("/")[-1] in placement.SPARE for ff in encoder)
+    # the head's counters, a tile each: every output's LUT in its flip-flop's tile, reading only
+    # relays of that tile
+    stages = counter_stages(net.head.group)
+    assert p["head_counters"] == net.n_classes * sum(len({i for i, _ in st}) for st in stages)
+    outputs = [b for name, e in names.items() if re.fullmatch(r"head\.(sum\d+_s\d+|scores)", name)
+               for b in e["bits"] if b in driver]
+    counted = 0
+    for b in outputs:
+        ff = driver[b][0]
+        lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
+        here = tile(cells[ff])
+        assert cells[ff]["attributes"]["BEL"].split("/")[-1] in {f for f, _ in placement.COUNTER_OUTPUTS}, b
+        if lut is None or cells[lut]["type"] != "LUT4":
+            continue                          # a pass-through: the relay loads it directly
+        assert tile(cells[lut]) == here
+        sources = [driver[cells[lut]["connections"][port][0]][0] for port in "ABCD"
+                   if cells[lut]["connections"].get(port, ["0"])[0] in driver]
+        assert sources and all(cells[r]["type"] == "TRELLIS_FF" and tile(cells[r]) == here for r in sources)
+        counted += 1
+    assert counted >= 2 * net.n_classes
 
 
 def test_placed_neurons_fit_the_budget(placed):
@@ -98,8 +119,10 @@ def test_placed_neurons_fit_the_budget(placed):
     assert {"layer0", "layer1", "head"} <= set(p["stage_timing"])
     budget = 1000 / (0.8 * p["ceiling_mhz"])
     report = json.loads((s["_dir"] / "pnr" / "report.json").read_text())
+    # (a counter's first output takes the neuron's slot: both are here)
     neuron_ffs = {name for name, c in module["cells"].items()
                   if c["attributes"].get("BEL", "").endswith(placement.NEURON[0])}
+    assert len(neuron_ffs) >= 70 + s["pnr"]["placement"]["head_counters"]
     arrivals = [end["delay"][1] for net in report["detailed_net_timings"] for end in net["endpoints"]
                 if end["cell"] in neuron_ffs]
     assert len(arrivals) >= 70 and max(arrivals) <= budget, (max(arrivals), budget)
