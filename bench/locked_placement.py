@@ -163,12 +163,17 @@ def table(title: str, groups: dict):
               f"{over} ({over / len(v):.0%})")
 
 
-def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict]:
+_HEAD_ROUTE = re.compile(r"head\.sum\d+_[rh]\d+")
+
+
+def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict, dict]:
     """Arrivals at the locked neurons by the distance of their farthest input, and at the relay
-    flip-flops (`lutnet build --place`: Q net named ``layerN.relayJ``) by that of their source."""
+    flip-flops (`lutnet build --place`: Q net named ``layerN.relayJ``) and at the head counters'
+    relays and hops (``head.sumC_rS``, ``head.sumC_hS_K``) by that of their source."""
     cells = module["cells"]
     relay_bits = {b for name, net in module["netnames"].items() if ".relay" in name for b in net["bits"]}
-    neurons, relays = defaultdict(list), defaultdict(list)
+    head_bits = {b for name, net in module["netnames"].items() if _HEAD_ROUTE.match(name) for b in net["bits"]}
+    neurons, relays, head = defaultdict(list), defaultdict(list), defaultdict(list)
     for net in report["detailed_net_timings"]:
         for end in net["endpoints"]:
             name, arrival = end["cell"], end["delay"][1]
@@ -182,11 +187,13 @@ def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict]:
                 continue
             if cell["connections"]["Q"][0] in relay_bits:
                 relays[min(distance(cells, source, name), 30) // 3 * 3].append(arrival)
+            elif cell["connections"]["Q"][0] in head_bits:
+                head[min(distance(cells, source, name), 30) // 3 * 3].append(arrival)
             elif cells[source]["type"] == "LUT4":
                 inputs = [driver.get(cells[source]["connections"].get(p, [None])[0]) for p in "ABCD"]
                 far = max((distance(cells, s[0], name) for s in inputs if s), default=0)
                 neurons[min(far, 12)].append(arrival)
-    return neurons, relays
+    return neurons, relays, head
 
 
 def probe(build: Path, work: Path, per_tile: int):
@@ -207,11 +214,13 @@ def probe(build: Path, work: Path, per_tile: int):
               + ", ".join(f"{s} {v['median_ns']:.2f}/{v['worst_ns']:.2f}" for s, v in stages.items()))
     else:
         module, report = lock_and_place(build, work, per_tile, target)
-    neurons, relays = arrivals(report, module, placement.drivers(module["cells"]))
+    neurons, relays, head = arrivals(report, module, placement.drivers(module["cells"]))
     table("locked neurons by their farthest input (tiles; 12: 12 or more, or not locked)", neurons)
     if relays:
         table("relays by the distance of their source (tiles, in threes: 3 is 3-5; 30: 30 or more, "
               "or not locked)", relays)
+    if head:
+        table("the head counters' relays and hops by the distance of their source (as above)", head)
 
 
 def lock_and_place(build: Path, work: Path, per_tile: int, target) -> tuple[dict, dict]:

@@ -32,10 +32,15 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-
 # The K = 4 student trained local (every input within 0.1 of its neuron on the shared layout), its
 # ECP5 core, and a probe of that core's neurons locked where the layout puts them (BEL attributes),
 # four a tile, the rest placed by nextpnr; then the core placed by lutnet (--place: a neuron and its
-# relay flip-flops a tile) and its arrivals by distance.
+# relay flip-flops a tile, the one-LUT head's counters among them) and its arrivals by distance,
+# the one-LUT head and relays without lutnet's placement, and --place with hops on the head's
+# long routes.
 $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4-local" --k 4 --group 50 --epochs 20 --local 0.1 --threads 2
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
 $T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --per-tile 4
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-placed" --board ulx3s-85f --core-only $PIPE --place
 $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-placed"
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-one-lut" --board ulx3s-85f --core-only $PIPE \
+    --stall-free --relays --one-lut-head
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-hops" --board ulx3s-85f --core-only $PIPE --place --hops
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"

@@ -207,13 +207,15 @@ class XnorLayerComponent(_Stage):
         return m
 
 
-def lut_support(inputs, table) -> tuple[list[int], int]:
+def lut_support(inputs, table, constants=None) -> tuple[list[int], int]:
     """The inputs a LUT neuron really depends on, and its table over them.
 
     ``inputs`` is one neuron's (K,) input indices, ``table`` its (2**K,) bits. Repeated indices
-    are merged and inputs the table ignores are dropped; returns ``(indices, table_int)`` with
-    address bit ``k`` = input ``indices[k]`` and bit ``a`` of ``table_int`` the output at address
-    ``a``. A constant neuron has no indices (``table_int`` 0 or 1).
+    are merged, inputs the table ignores are dropped, and inputs found in ``constants`` (index ->
+    0 or 1, bits known to be constant) are replaced by their value; returns
+    ``(indices, table_int)`` with address bit ``k`` = input ``indices[k]`` and bit ``a`` of
+    ``table_int`` the output at address ``a``. A constant neuron has no indices (``table_int``
+    0 or 1).
 
     >>> lut_support([3, 5], [0, 1, 0, 1])      # out = x[3]: x[5] is ignored
     ([3], 2)
@@ -221,7 +223,10 @@ def lut_support(inputs, table) -> tuple[list[int], int]:
     ([2], 2)
     >>> lut_support([4, 1], [1, 1, 1, 1])
     ([], 1)
+    >>> lut_support([4, 1], [0, 0, 0, 1], {1: 1})   # out = x[4] & 1
+    ([4], 2)
     """
+    constants = constants or {}
     inputs = [int(v) for v in inputs]
     table = np.asarray(table, dtype=bool)
     variables = sorted(set(inputs))
@@ -234,7 +239,10 @@ def lut_support(inputs, table) -> tuple[list[int], int]:
     values = table[address]
     for v in reversed(range(len(variables))):
         lo = values.reshape(-1, 2, 2 ** v)      # [..., bit v, lower bits]
-        if (lo[:, 0] == lo[:, 1]).all():
+        if variables[v] in constants:
+            values = lo[:, int(constants[variables[v]])].reshape(-1)
+            del variables[v]
+        elif (lo[:, 0] == lo[:, 1]).all():
             values = lo[:, 0].reshape(-1)
             del variables[v]
     return variables, int(sum(1 << i for i in np.flatnonzero(values).tolist()))
@@ -301,6 +309,9 @@ class LutLayerComponent(_Stage):
         The outputs the next stage reads; the others are not built (0; with ``split_lut6`` they
         are, and synthesis removes them). Synthesis would remove them anyway, but not their
         relays, which it is told to keep.
+    constants : dict, optional
+        Inputs known to be constant (index -> 0 or 1), such as the constant neurons of a LUT
+        layer before: the tables are specialised on them, so no neuron reads (or relays) one.
 
     Attributes
     ----------
@@ -309,14 +320,18 @@ class LutLayerComponent(_Stage):
     i : In(n_in)
         Input bits.
     o : Out(n_out)
-        Output bits.
+        Output bits. A constant neuron's bit is its constant, not a register's output (which
+        would hold the register's initial value for a cycle, so synthesis would keep it).
     latency : int
         1 if ``register`` else 0 cycles, + 1 with ``split_lut6`` on a K = 6 layer, + 1 with
         ``relay_inputs``.
+    constant_outputs : dict
+        The outputs that are constant (index -> value), given ``constants``.
     """
 
     def __init__(self, layer: ir.LutLayer, *, register: bool = True, free_running: bool = False,
-                 split_lut6: bool = False, relay_inputs: bool = False, read: set | None = None):
+                 split_lut6: bool = False, relay_inputs: bool = False, read: set | None = None,
+                 constants: dict | None = None):
         super().__init__(layer, ir.LutLayer, "layer", register, free_running)
         if split_lut6 and relay_inputs:
             raise ValueError("relay_inputs and split_lut6 cannot be combined")
@@ -324,24 +339,29 @@ class LutLayerComponent(_Stage):
         self.relay_inputs = bool(relay_inputs)
         self.read = None if read is None else frozenset(int(j) for j in read)
         self.latency += self.split_lut6 + self.relay_inputs
+        self.constants = {int(k): int(v) for k, v in (constants or {}).items()}
+        self.supports = [lut_support(inputs, table, self.constants)
+                         for inputs, table in zip(layer.inputs, layer.tables)]
+        self.constant_outputs = {j: value for j, (variables, value) in enumerate(self.supports)
+                                 if not variables}
 
     def elaborate(self, platform):
         m = Module()
         if self.split_lut6:
             return self._elaborate_split(m)
-        layer = self.ir
         bits = []
-        for j, (inputs, table) in enumerate(zip(layer.inputs, layer.tables)):
-            if self.read is not None and j not in self.read:
-                bits.append(Const(0, 1))
+        for j, (variables, value) in enumerate(self.supports):
+            if (self.read is not None and j not in self.read) or not variables:
+                bits.append(Const(0, 1))      # unread, or a constant (see below)
                 continue
-            variables, value = lut_support(inputs, table)
             address = [self.i[v] for v in variables]
-            if self.relay_inputs and address:
+            if self.relay_inputs:
                 relay = _signal(m, Cat(*address), self._en, True, f"relay{j}")
                 address = [relay[k] for k in range(len(address))]
             bits.append(lut_function(value, address))
-        _drive(m, self.o, Cat(*bits), self._en, self.register)
+        out = _output(m, Cat(*bits), self._en, self.register, "o")
+        m.d.comb += self.o.eq(Cat(*(Const(self.constant_outputs[j], 1) if j in self.constant_outputs
+                                    else out[j] for j in range(len(bits)))))
         return m
 
     def _elaborate_split(self, m: Module) -> Module:
@@ -352,8 +372,7 @@ class LutLayerComponent(_Stage):
         flip-flop over general routing; halves end in one multiplexer inside their slice."""
         layer, en = self.ir, self._en
         mid, picks, selects = [], [], {}
-        for inputs, table in zip(layer.inputs, layer.tables):
-            variables, value = lut_support(inputs, table)
+        for variables, value in self.supports:
             if len(variables) == 6:
                 address = [self.i[v] for v in variables[:5]]
                 lo = lut_function(value & 0xFFFF_FFFF, address)
@@ -560,6 +579,9 @@ class GroupSumHeadComponent(_ArgmaxHead):
         With ``one_lut``, class ``c``'s members in the order its first counters take them, four
         at a time (a permutation of ``range(g)``; :class:`~lutnet.hdl.top.LutnetTop` passes
         the members' order along a curve over the layout, so that a counter's inputs lie close).
+    hops : sequence of int
+        With ``one_lut`` and ``relay_inputs``, more registers before each counter stage's
+        relays (:func:`~lutnet.hdl.popcount.build_counter_count`).
 
     Attributes
     ----------
@@ -575,8 +597,9 @@ class GroupSumHeadComponent(_ArgmaxHead):
         :func:`~lutnet.hdl.argmax.one_lut_argmax_latency`.
     """
 
-    def __init__(self, head: ir.GroupSumHead, *, orders=None, **options):
+    def __init__(self, head: ir.GroupSumHead, *, orders=None, hops=(), **options):
         _check_kind(head, ir.GroupSumHead, "head")
+        self.hops = tuple(int(h) for h in hops)
         self.orders = None if orders is None else [list(map(int, o)) for o in orders]
         if self.orders is not None and len(self.orders) != head.n_classes:
             raise ValueError(f"orders: one per class ({head.n_classes}), not {len(self.orders)}")
@@ -584,7 +607,7 @@ class GroupSumHeadComponent(_ArgmaxHead):
 
     def _tree_latency(self, tree_inputs: int) -> int:
         if self.one_lut:
-            return counter_latency(tree_inputs, self.relay_inputs)
+            return counter_latency(tree_inputs, self.relay_inputs, self.hops)
         return register_count(group_count_depth(tree_inputs), self.adder_levels_per_stage)
 
     def _counts(self, m):
@@ -594,7 +617,8 @@ class GroupSumHeadComponent(_ArgmaxHead):
             if self.one_lut:
                 count, latency = build_counter_count(
                     m, self.i[c * g:(c + 1) * g], en=self._en, relays=self.relay_inputs,
-                    name=f"sum{c}", order=None if self.orders is None else self.orders[c])
+                    name=f"sum{c}", order=None if self.orders is None else self.orders[c],
+                    hops=self.hops)
             else:
                 count, latency = build_group_count(
                     m, self.i[c * g:(c + 1) * g], en=self._en,

@@ -59,7 +59,9 @@ class PipelineOptions:
     weight (a bit of the count each, one LUT4), stage after stage, where adders put a carry
     chain between registers; the argmax compares 2-bit chunks and combines their verdicts, a
     LUT4 a stage, before it chooses. More cycles, more LUTs, for the clock. With
-    ``relay_inputs`` the head's counters read relays of their own too. (An XNOR head keeps its
+    ``relay_inputs`` the head's counters read relays of their own too, and ``head_hops[s]``
+    more registers before stage ``s``'s relays split its routes (``lutnet build --place``
+    chooses them from the distances it will place the counters at). (An XNOR head keeps its
     adder trees; only its argmax changes.)
     """
 
@@ -75,6 +77,7 @@ class PipelineOptions:
     split_lut6: bool = False                     # register K=6 neurons as two LUT5 halves + a 2:1 mux
     relay_inputs: bool = False                   # a register per LUT neuron input (+1 cycle a LUT layer)
     one_lut_head: bool = False                   # head registers each one LUT4 of registers
+    head_hops: tuple = ()                        # more registers before each head counter stage's relays
 
     def __post_init__(self):
         for name in _BOOLS:
@@ -92,10 +95,18 @@ class PipelineOptions:
             object.__setattr__(self, name, int(value))
         if self.relay_inputs and self.split_lut6:
             raise ValueError("relay_inputs and split_lut6 cannot be combined")
+        hops = self.head_hops
+        if (isinstance(hops, (str, bytes)) or not hasattr(hops, "__iter__")
+                or not all(isinstance(h, (int, np.integer)) and not isinstance(h, (bool, np.bool_))
+                           and h >= 0 for h in hops)):
+            raise ValueError(f"head_hops must be a sequence of non-negative integers, not {hops!r}")
+        object.__setattr__(self, "head_hops", tuple(int(h) for h in hops))
+        if any(self.head_hops) and not (self.one_lut_head and self.relay_inputs):
+            raise ValueError("head_hops needs one_lut_head and relay_inputs")
 
     def to_dict(self) -> dict:
         """The options as plain JSON values."""
-        return asdict(self)
+        return {**asdict(self), "head_hops": list(self.head_hops)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PipelineOptions":

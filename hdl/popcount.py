@@ -296,15 +296,26 @@ def eval_counter_stages(stages: list, bits: np.ndarray) -> np.ndarray:
     return (values << np.arange(values.shape[1])).sum(axis=1) if stages else values[:, 0]
 
 
-def counter_latency(n_in: int, relays: bool) -> int:
+def counter_latency(n_in: int, relays: bool, hops=()) -> int:
     """Registers inside :func:`build_counter_count` over ``n_in`` bits: one after every stage
-    but the last, and with ``relays`` one more in front of every stage."""
+    but the last, with ``relays`` one more in front of every stage, and the ``hops``."""
     stages = len(counter_stages(n_in))
-    return max(0, stages - 1) + stages * bool(relays)
+    return max(0, stages - 1) + stages * bool(relays) + sum(_hops(hops, stages, relays))
+
+
+def _hops(hops, stages: int, relays: bool) -> list:
+    """``hops`` (a sequence of non-negative ints, one per stage, missing ones 0) for ``stages``
+    stages; only relays have hops."""
+    hops = [int(h) for h in hops]
+    if any(h < 0 for h in hops):
+        raise ValueError(f"hops must be non-negative, not {hops}")
+    if any(hops) and not relays:
+        raise ValueError("hops need relays")
+    return (hops + [0] * stages)[:stages]
 
 
 def build_counter_count(m: Module, x: Value, *, en: Value, relays: bool, name: str,
-                        order=None):
+                        order=None, hops=()):
     """``popcount(x)`` as the counter stages of :func:`counter_stages`: a register after
     every stage but the last (whose bits, one LUT4 of registers each, the caller registers).
 
@@ -318,6 +329,10 @@ def build_counter_count(m: Module, x: Value, *, en: Value, relays: bool, name: s
     order : sequence of int, optional
         The order in which the bits are taken into the first counters (a permutation of
         ``range(len(x))``): the count does not depend on it, the wiring does.
+    hops : sequence of int
+        With ``relays``, ``hops[s]`` more registers before stage ``s``'s relays
+        (``{name}_h{s}_{k}``, ``k = 0`` first), laid out as the relays: a route too long for one
+        cycle is split into ``hops[s] + 1`` once they are placed along it.
 
     Returns
     -------
@@ -329,6 +344,7 @@ def build_counter_count(m: Module, x: Value, *, en: Value, relays: bool, name: s
     if sorted(range(n_in)) != sorted(range(n_in) if order is None else order):
         raise ValueError(f"order must be a permutation of range({n_in})")
     stages = counter_stages(n_in)
+    hops = _hops(hops, len(stages), relays)
     if not stages:
         return (bits[0] if bits else Const(0, 1)), 0
     for s, stage in enumerate(stages):
@@ -337,16 +353,22 @@ def build_counter_count(m: Module, x: Value, *, en: Value, relays: bool, name: s
             # (A counter's output bits share their inputs; every bit is some counter's input.)
             counters = list(dict.fromkeys(inputs for inputs, _ in stage))
             wanted = [i for inputs in counters for i in inputs]
+            value = Cat(*(bits[i] for i in wanted))
+            for k in range(hops[s]):
+                hop = Signal(len(wanted), name=f"{name}_h{s}_{k}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += hop.eq(value)
+                value = hop
             relay = Signal(len(wanted), name=f"{name}_r{s}", reset_less=True)
             with m.If(en):
-                m.d.sync += relay.eq(Cat(*(bits[i] for i in wanted)))
+                m.d.sync += relay.eq(value)
             it = iter(range(len(wanted)))
             relayed = {inputs: [relay[next(it)] for _ in inputs] for inputs in counters}
             outs = [_table(table, relayed[inputs]) for inputs, table in stage]
         else:
             outs = [_table(table, [bits[i] for i in inputs]) for inputs, table in stage]
         if s == len(stages) - 1:
-            return Cat(*outs), counter_latency(n_in, relays)
+            return Cat(*outs), counter_latency(n_in, relays, hops)
         reg = Signal(len(outs), name=f"{name}_s{s}", reset_less=True)
         with m.If(en):
             m.d.sync += reg.eq(Cat(*outs))

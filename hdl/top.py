@@ -79,7 +79,10 @@ class LutnetTop(wiring.Component):
         o = options
         self.encoder = EncoderComponent(net.encoder, register=o.register_encoder,
                                         free_running=o.stall_free)
-        self.layers = tuple(_layer_component(i, layer, o, _read_by(net.layers[i + 1:]))
+        # a LUT layer's constant neurons are folded into the LUT layer after it
+        constants = _constants(net)
+        self.layers = tuple(_layer_component(i, layer, o, _read_by(net.layers[i + 1:], constants[i + 1]),
+                                             constants[i])
                             for i, layer in enumerate(net.layers))
         self.head = _head_component(net, o)
         self.class_bits = class_bits(net.n_classes)
@@ -152,16 +155,31 @@ def _kind(value) -> str:
     return getattr(value, "kind", None) or type(value).__name__
 
 
-def _read_by(following) -> set | None:
+def _constants(net: ir.Network) -> list:
+    """For each layer and the head, the bits of its input known to be constant (index ->
+    value): the constant neurons of a LUT layer before it, given the constants before that."""
+    known, out = {}, []
+    for layer in net.layers:
+        out.append(known)
+        known = {} if type(layer) is not ir.LutLayer else {
+            j: value for j, (variables, value) in
+            enumerate(lut_support(i, t, known) for i, t in zip(layer.inputs, layer.tables)) if not variables}
+    return out + [known]
+
+
+def _read_by(following, constants: dict) -> set | None:
     """The bits of a layer that the next layer reads, when it is a LUT layer (an XNOR layer or
-    a head reads every bit: None)."""
+    a head reads every bit: None); ``constants``: the layer's constant bits, which the next
+    layer's tables are specialised on."""
     if not following or type(following[0]) is not ir.LutLayer:
         return None
     nxt = following[0]
-    return {v for inputs, table in zip(nxt.inputs, nxt.tables) for v in lut_support(inputs, table)[0]}
+    return {v for inputs, table in zip(nxt.inputs, nxt.tables)
+            for v in lut_support(inputs, table, constants)[0]}
 
 
-def _layer_component(i: int, layer, o: PipelineOptions, read: set | None = None):
+def _layer_component(i: int, layer, o: PipelineOptions, read: set | None = None,
+                     constants: dict | None = None):
     register = o.layers_per_stage is not None and (i + 1) % o.layers_per_stage == 0
     if type(layer) is ir.XnorLayer:
         return XnorLayerComponent(layer, register=register,
@@ -169,7 +187,8 @@ def _layer_component(i: int, layer, o: PipelineOptions, read: set | None = None)
                                   share_subtrees=o.share_subtrees, free_running=o.stall_free)
     if type(layer) is ir.LutLayer:
         return LutLayerComponent(layer, register=register, free_running=o.stall_free,
-                                 split_lut6=o.split_lut6, relay_inputs=o.relay_inputs, read=read)
+                                 split_lut6=o.split_lut6, relay_inputs=o.relay_inputs, read=read,
+                                 constants=constants)
     raise TypeError(f"layer {i}: no hardware for layer kind {_kind(layer)!r} "
                     f"(supported: {', '.join(sorted(LAYER_COMPONENTS))})")
 
@@ -189,7 +208,8 @@ def _head_component(net: ir.Network, o: PipelineOptions):
     if cls is None:
         raise TypeError(f"head: no hardware for head kind {_kind(head)!r} "
                         f"(supported: {', '.join(sorted(HEAD_COMPONENTS))})")
-    extra = {"orders": member_orders(net)} if cls is GroupSumHeadComponent and o.one_lut_head else {}
+    extra = ({"orders": member_orders(net), "hops": o.head_hops}
+             if cls is GroupSumHeadComponent and o.one_lut_head else {})
     return cls(head, **extra, adder_levels_per_stage=o.adder_levels_per_stage,
                register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
                register_output=o.register_output, share_subtrees=o.share_subtrees,

@@ -131,6 +131,9 @@ def parser() -> argparse.ArgumentParser:
                    help="ECP5: place the LUT layers by the net's layout, a neuron and its relays a tile, "
                         "and a group-sum head's counters among them (turns on --relays, --stall-free "
                         "and --one-lut-head)")
+    b.add_argument("--hops", action="store_true",
+                   help="with --place: registers along the head counters' longest routes, as many as "
+                        "the placement's distances need (more cycles)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")
@@ -189,7 +192,8 @@ def _build(a):
     if a.argmax_levels_per_stage is not None:
         pipeline["argmax_levels_per_stage"] = a.argmax_levels_per_stage
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth,
-                   core_only=a.core_only, verify=a.verify, simulator=a.simulator, place=a.place)
+                   core_only=a.core_only, verify=a.verify, simulator=a.simulator, place=a.place,
+                   hops=a.hops)
     figures = f"{s['luts']} LUT{s['lut_size']}, {s['ffs']} FF, {s['carry']} carry" if "luts" in s else "synthesis skipped"
     print(f"{figures}, latency {s['latency']} cycles -> {out}")
     pnr = s.get("pnr")

@@ -4,6 +4,7 @@ Nothing here imports torch: both steps read only the IR file.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -50,7 +51,7 @@ def _fit(target, estimated: int, source: str) -> dict:
 def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, run_synth: bool = True,
           core_only: bool = False, verify: int = 0, simulator: str = "verilator", data_dir=None,
           synth_jobs: int | None = None, slice_bits: int | None = None, place: bool = False,
-          log=print) -> dict:
+          hops: bool = False, log=print) -> dict:
     """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``.
 
     Yosys maps each stage in its own process, at most ``synth_jobs`` at once, and layers of more
@@ -72,7 +73,9 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
     (:func:`lutnet.placement.lock_layers`), with a relay register per neuron input, a
     free-running pipeline and a one-LUT head (``relay_inputs``, ``stall_free`` and
     ``one_lut_head`` are turned on), and a group-sum head's counters with them; nextpnr places
-    the rest. Summary ``pnr.placement`` says what was locked.
+    the rest. Summary ``pnr.placement`` says what was locked. ``hops`` (with ``place``): the
+    head's counter stages get the hop registers their longest routes need
+    (:func:`lutnet.placement.head_hops`), unless ``pipeline`` names ``head_hops``.
     """
     target = targets.load(board)
     src = resolve_model(model)
@@ -93,8 +96,10 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
                                                              if place else {})})
     except ValueError as e:
         raise BuildError(f"pipeline options: {e}") from None
+    if hops and not place:
+        raise BuildError("--hops splits the routes of lutnet's placement: it needs --place")
     if place:
-        from .placement import check_net
+        from .placement import HOP_TILES, check_net, head_hops
 
         if target.family != "ecp5":
             raise BuildError(f"--place places LUT layers on the ECP5 only; {target.name} is {target.family} "
@@ -102,6 +107,11 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
         if not run_synth:
             raise BuildError("--place needs synthesis (drop --no-synth)")
         check_net(net)
+        if hops and not pipeline.head_hops:
+            chosen = head_hops(net, pipeline)
+            pipeline = dataclasses.replace(pipeline, head_hops=chosen)
+            log(f"head counter stages get {', '.join(map(str, chosen)) or 'no'} hop registers before their "
+                f"relays (routes over {HOP_TILES} tiles)")
     lattice = target.vendor == "lattice"
     t0 = time.perf_counter()
 
@@ -250,7 +260,7 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
     if "placement" in result:
         p = result["placement"]
         log(f"locked {p['neurons']} neurons ({p['luts']} with their LUT, {p['relays']} relays), "
-            f"{p['head_counters']} head counters ({p['head_registers']} registers) and "
+            f"{p['head_counters']} head counters ({p['head_registers']} registers, {p['head_hops']} hops) and "
             f"{p['encoder_bits']} encoder bits on {p['tiles']} tiles; not locked: {p['not_locked'] or 'none'}")
     if stages:
         how = result["synthesis"]

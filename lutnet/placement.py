@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """lutnet's own placement of a LUT-Net's layers on the ECP5 (``lutnet build --place``).
 
 nextpnr places a LUT-Net like any netlist: a neuron's LUT lands near some of its inputs and far
@@ -125,12 +126,20 @@ def _plain_ff(cells, driver, bit, skipped, what) -> str | None:
     return ff
 
 
-def _assign(points, side: int, per_tile: int, tiles=None) -> list:
+#: How much more a neuron's displacement from its layout position costs than a head counter's
+#: when both are assigned to tiles together: the counters converge on the middle of the square
+#: and push neurons away, which lengthens the layers' routes (measured on the local MNIST net:
+#: the layers' relays with sources more than 11 tiles away 75 -> 0; the head's relays, which
+#: need more hops anyway, 193 -> 279).
+NEURON_WEIGHT = 2.0
+
+
+def _assign(points, side: int, per_tile: int, tiles=None, weights=None) -> list:
     """The tile (column, row) of each point (row, column in [0, 1)) on a square of ``side``
     tiles (or on the given ``tiles`` of it) holding ``per_tile`` points each: the assignment
-    with the least total squared distance from each point to its tile's centre (a point whose
-    tile is taken moves as little as the others allow, where a greedy fill pushes the last ones
-    far away)."""
+    with the least total squared distance from each point to its tile's centre, times the
+    point's weight (a point whose tile is taken moves as little as the others allow, where a
+    greedy fill pushes the last ones far away)."""
     if not points:
         return []
     if tiles is None:
@@ -139,6 +148,8 @@ def _assign(points, side: int, per_tile: int, tiles=None) -> list:
     centres = (np.array(tiles) + 0.5) / side
     at = np.array([(c, r) for r, c in points])
     cost = ((at[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    if weights is not None:
+        cost *= np.asarray(weights, dtype=float)[:, None]
     rows, cols = linear_sum_assignment(cost)
     out = [None] * len(points)
     for r, c in zip(rows, cols):
@@ -158,70 +169,169 @@ def _lut_of(cells, driver, readers, ff, skipped, what) -> str | None:
     return lut
 
 
-def _head_counters(module: dict, net: Network, prefix: str, pos, driver, readers, skipped) -> list:
-    """The counters of a one-LUT group-sum head with relays, as ``(position, [relay flip-flops],
-    [(flip-flop, LUT or None)])``. Counter ``k`` of stage ``s`` of class ``c`` is found as
-    :func:`lutnet.hdl.popcount.build_counter_count` names it: relays in ``head.sum{c}_r{s}``,
-    outputs in ``head.sum{c}_s{s}`` (the last stage's in ``head.scores``).
+def counter_plan(net: Network) -> list:
+    """The counters of a one-LUT group-sum head (``PipelineOptions.one_lut_head``), as dicts:
+    ``cls``, ``stage``, ``inputs`` (the stage's input bits it reads), ``first`` (the index of
+    its first relay in the stage's relays), ``outputs`` (its bits among the stage's outputs),
+    ``members`` / ``sources`` (the head input bits / earlier counters it reads) and ``at``
+    (its position in the layout's unit square, row and column). Empty for other heads.
 
-    The positions minimise the sum of the squared lengths of the routes into the counters' relays,
-    the head's members fixed at their layout positions (each counter at the mean of the
-    counters and members it reads and of the counters that read it, relaxed until it settles):
-    a class's counters converge on its root in steps of about equal length, where each counter
-    at the centre of its inputs leaves the long steps to the stages after the first."""
+    The positions minimise the sum of the squared lengths of the routes into the counters, the
+    head's members fixed at their layout positions (each counter at the mean of the counters and
+    members it reads and of the counters that read it, relaxed until it settles): a class's
+    counters converge on its root in steps of about equal length, where each counter at the
+    centre of its inputs leaves the long steps to the stages after the first."""
     from .hdl.popcount import counter_stages
     from .hdl.top import member_orders
 
+    head = net.head
+    if head.kind != "group_sum":
+        return []
+    g = head.group
+    pos = locality.net_positions(net)[-1]
+    stages = counter_stages(g)
+    plan = []
+    for c, order in enumerate(member_orders(net)):
+        made_by = [("member", c * g + int(i)) for i in order]
+        for s, stage in enumerate(stages):
+            keys = list(dict.fromkeys(inputs for inputs, _ in stage))
+            nxt = [None] * len(stage)
+            first = 0
+            for key in keys:
+                outs = [j for j, (inputs, _) in enumerate(stage) if inputs == key]
+                for j in outs:
+                    nxt[j] = ("counter", len(plan))
+                plan.append({"cls": c, "stage": s, "inputs": key, "first": first, "outputs": outs,
+                             "members": [made_by[i][1] for i in key if made_by[i][0] == "member"],
+                             "sources": [made_by[i][1] for i in key if made_by[i][0] == "counter"],
+                             "reads": [made_by[i] for i in key]})
+                first += len(key)
+            made_by = nxt
+    if not plan:
+        return []
+    fixed = [[np.asarray(pos[b], dtype=float) for b in k["members"]] for k in plan]
+    neighbours = [list(k["sources"]) for k in plan]
+    for n, k in enumerate(plan):
+        for j in k["sources"]:
+            neighbours[j].append(n)
+    at = np.array([np.mean(f, axis=0) if f else np.full(2, 0.5) for f in fixed])
+    for _ in range(200):
+        new = np.array([np.mean(fixed[n] + [at[j] for j in neighbours[n]], axis=0)
+                        if fixed[n] or neighbours[n] else at[n] for n in range(len(at))])
+        if np.abs(new - at).max() < 1e-4:
+            break
+        at = new
+    for k, p in zip(plan, at):
+        k["at"] = tuple(p)
+    return plan
+
+
+def _head_counters(module: dict, net: Network, prefix: str, driver, readers, skipped) -> list:
+    """:func:`counter_plan` with each counter's cells in the flat netlist ``module``:
+    ``relays`` (flip-flops), ``pairs`` ((flip-flop, LUT or None) per output) and ``hop_bits``
+    (per relay, the nets of its hop registers, first hop first), found as
+    :func:`lutnet.hdl.popcount.build_counter_count` names them: relays in ``head.sum{c}_r{s}``,
+    hops in ``head.sum{c}_h{s}_{k}``, outputs in ``head.sum{c}_s{s}`` (the last stage's in
+    ``head.scores``)."""
     cells, names = module["cells"], module["netnames"]
     head = net.head
     if head.kind != "group_sum" or f"{prefix}head.sum0_r0" not in names:
         return []
-    g, w = head.group, head.score_bits
+    w = head.score_bits
     scores = names.get(f"{prefix}head.scores", {}).get("bits")
-    stages = counter_stages(g)
-    counters, fixed, links = [], [], []   # (relays, pairs); (members' positions); counter's sources
-    for c, order in enumerate(member_orders(net)):
-        made_by = [("member", np.asarray(pos[-1][c * g + i], dtype=float)) for i in order]
-        for s, stage in enumerate(stages):
-            relay_bits = names.get(f"{prefix}head.sum{c}_r{s}", {}).get("bits", [])
-            if s < len(stages) - 1:
-                out_bits = names.get(f"{prefix}head.sum{c}_s{s}", {}).get("bits", [])
-            else:
-                out_bits = [] if scores is None else scores[c * w:c * w + len(stage)]
-            keys = list(dict.fromkeys(inputs for inputs, _ in stage))
-            offsets = np.cumsum([0] + [len(k) for k in keys])
-            nxt = [None] * len(stage)
-            for key, first in zip(keys, offsets):
-                outs = [j for j, (inputs, _) in enumerate(stage) if inputs == key]
-                for j in outs:
-                    nxt[j] = ("counter", len(counters))
-                relays = [_plain_ff(cells, driver, b, skipped, "head relay")
-                          for b in relay_bits[first:first + len(key)]]
-                pairs = []
-                for j in outs:
-                    ff = _plain_ff(cells, driver, out_bits[j], skipped, "head counter") \
-                        if j < len(out_bits) else None
-                    if ff is not None:
-                        pairs.append((ff, _lut_of(cells, driver, readers, ff, skipped, "head counter")))
-                counters.append(([r for r in relays if r], pairs))
-                fixed.append([made_by[i][1] for i in key if made_by[i][0] == "member"])
-                links.append([made_by[i][1] for i in key if made_by[i][0] == "counter"])
-            made_by = nxt
-    if not counters:
-        return []
-    # Neighbours of each counter: its sources and its readers (a route either way).
-    neighbours = [list(src) for src in links]
-    for k, src in enumerate(links):
-        for j in src:
-            neighbours[j].append(k)
-    at = np.array([np.mean(f, axis=0) if f else np.full(2, 0.5) for f in fixed])
-    for _ in range(200):
-        new = np.array([np.mean(fixed[k] + [at[j] for j in neighbours[k]], axis=0)
-                        if fixed[k] or neighbours[k] else at[k] for k in range(len(at))])
-        if np.abs(new - at).max() < 1e-4:
-            break
-        at = new
-    return [(tuple(p), relays, pairs) for p, (relays, pairs) in zip(at, counters)]
+    plan = counter_plan(net)
+    last = max(k["stage"] for k in plan)
+
+    def bits(name):
+        return names.get(f"{prefix}head.{name}", {}).get("bits", [])
+
+    for k in plan:
+        c, s, first, n = k["cls"], k["stage"], k["first"], len(k["inputs"])
+        relay_bits = bits(f"sum{c}_r{s}")[first:first + n]
+        out_bits = (bits(f"sum{c}_s{s}") if s < last
+                    else [] if scores is None else scores[c * w:(c + 1) * w])
+        hops = []
+        while f"{prefix}head.sum{c}_h{s}_{len(hops)}" in names:
+            hops.append(bits(f"sum{c}_h{s}_{len(hops)}")[first:first + n])
+        k["relays"] = [_plain_ff(cells, driver, b, skipped, "head relay") for b in relay_bits]
+        k["hop_ffs"] = [[_plain_ff(cells, driver, h[r], skipped, "head hop") for h in hops]
+                        for r in range(n)]
+        k["pairs"] = []
+        for j in k["outputs"]:
+            ff = _plain_ff(cells, driver, out_bits[j], skipped, "head counter") if j < len(out_bits) else None
+            if ff is not None:
+                k["pairs"].append((ff, _lut_of(cells, driver, readers, ff, skipped, "head counter")))
+    return plan
+
+
+#: Tiles a relay's route crosses within the budget, measured on the local MNIST core: relays
+#: whose source is 6-8 tiles away arrive late 1 % of the time, 9-11 tiles away 2-11 %.
+HOP_TILES = 8
+
+
+def _layout_tiles(neuron_points: list, plan: list, n_encoder: int):
+    """The square's side and the tiles of the neurons and of the head's counters (see
+    :func:`lock_layers`)."""
+    side = max(math.ceil(math.sqrt(len(neuron_points) + len(plan))),
+               math.ceil(math.sqrt(n_encoder / len(SPARE))))
+    tiles = _assign(list(neuron_points) + [k["at"] for k in plan], side, 1,
+                    weights=[NEURON_WEIGHT] * len(neuron_points) + [1] * len(plan))
+    return side, tiles[:len(neuron_points)], tiles[len(neuron_points):]
+
+
+def _sources(plan: list, counter_tiles: list, member_tile) -> list:
+    """For each counter, the tile centre (x, y) of each input's source (a counter's tile, or
+    ``member_tile(bit)`` of a head input bit), in the order of its relays."""
+    return [[np.asarray(counter_tiles[x], dtype=float) + 0.5 if kind == "counter" else member_tile(x)
+             for kind, x in k["reads"]] for k in plan]
+
+
+def _hops_needed(plan: list, counter_tiles: list, sources: list) -> tuple:
+    """Per counter stage, the hops its longest route into a relay needs (:data:`HOP_TILES`)."""
+    stages = max(k["stage"] for k in plan) + 1
+    longest = [0.0] * stages
+    for k, srcs, t in zip(plan, sources, counter_tiles):
+        for src in srcs:
+            longest[k["stage"]] = max(longest[k["stage"]], float(np.abs(src - (np.asarray(t) + 0.5)).max()))
+    return tuple(max(0, math.ceil(d / HOP_TILES) - 1) for d in longest)
+
+
+def _lockable_neurons(net: Network, options) -> list:
+    """(layer, neuron) of every neuron of the hardware that has a LUT and a register of its own."""
+    from .hdl.top import LutnetTop
+
+    top = LutnetTop(net, options=options)
+    return [(i, j) for i, (layer, comp) in enumerate(zip(net.layers, top.layers))
+            if isinstance(layer, LutLayer) and comp.register
+            for j, (variables, _) in enumerate(comp.supports)
+            if variables and (comp.read is None or j in comp.read)]
+
+
+def head_hops(net: Network, options) -> tuple:
+    """``PipelineOptions.head_hops`` for ``lutnet build --place``: the hops each stage of a
+    one-LUT group-sum head's counters needs, from the tiles :func:`lock_layers` will give the
+    counters and the neurons (computed from the net and ``options``, as it will place them);
+    ``()`` for other heads."""
+    plan = counter_plan(net)
+    if not plan:
+        return ()
+    pos = locality.net_positions(net)
+    neurons = _lockable_neurons(net, options)
+    side, neuron_tiles, counter_tiles = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
+                                                      net.encoder.n_out)
+    return _hops_needed(plan, counter_tiles, _sources(plan, counter_tiles,
+                                                      _member_tile(net, dict(zip(neurons, neuron_tiles)), pos, side)))
+
+
+def _member_tile(net: Network, tile_of: dict, pos, side: int):
+    """The tile centre (x, y) of head input bit ``b``: its neuron's tile when the last layer's
+    neuron ``b`` is placed, else its layout position on the square."""
+    last = len(net.layers) - 1
+
+    def tile(b):
+        t = tile_of.get((last, b))
+        return np.asarray(t, dtype=float) + 0.5 if t is not None else np.asarray(pos[-1][b][::-1]) * side
+    return tile
 
 
 def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> dict:
@@ -251,7 +361,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
         if m and stage[len("layer"):].isdigit():
             relay_nets[int(stage[len("layer"):])][int(m[1])] = entry["bits"]
 
-    neurons, encoder = [], []            # (position, ff, lut, [relay ffs]) / (position, ff)
+    neurons, encoder = [], []            # (position, ff, lut, [relay ffs], (layer, j)) / (position, ff)
     for i, layer in enumerate(net.layers):
         if not isinstance(layer, LutLayer) or f"{prefix}layer{i}.o" not in names:
             continue
@@ -261,7 +371,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
                 continue
             relays = [_plain_ff(cells, driver, b, skipped, "relay") for b in relay_nets[i].get(j, [])]
             lut = _lut_of(cells, driver, readers, ff, skipped, "neuron")
-            neurons.append((tuple(pos[1 + i][j]), ff, lut, [r for r in relays if r]))
+            neurons.append((tuple(pos[1 + i][j]), ff, lut, [r for r in relays if r], (i, j)))
     if f"{prefix}encoder.o" in names:
         seen = set()                     # equal thresholds: Yosys keeps one flip-flop
         for b, bit in enumerate(names[f"{prefix}encoder.o"]["bits"]):
@@ -275,27 +385,28 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
         raise PlacementError("no LUT neuron of the netlist can be locked (are the layers registered, "
                              "with relays?)")
 
-    counters = _head_counters(module, net, prefix, pos, driver, readers, skipped)
-    side = max(math.ceil(math.sqrt(len(neurons) + len(counters))),
-               math.ceil(math.sqrt(len(encoder) / len(SPARE))))
+    # Neurons and the head's counters share the square (a neuron's displacement weighs more, see
+    # NEURON_WEIGHT); the encoder's bits go into the neurons' spare flip-flops, the head's hops
+    # into the flip-flops left, along their routes.
+    plan = _head_counters(module, net, prefix, driver, readers, skipped)
+    side, neuron_tiles, counter_tiles = _layout_tiles([n[0] for n in neurons], plan, len(encoder))
     rows = [y for y in range(ORIGIN, ORIGIN + side + len(skip_rows)) if y not in set(skip_rows)]
 
     def bel(tile, slot):
         return f"X{ORIGIN + tile[0]}/Y{rows[tile[1]]}/{slot}"
 
-    # Neurons and counters share the square; the encoder's bits go into the neurons' tiles.
-    tiles = _assign([n[0] for n in neurons] + [c[0] for c in counters], side, 1)
-    neuron_tiles, counter_tiles = tiles[:len(neurons)], tiles[len(neurons):]
-    free = [(x, y) for y in range(side) for x in range(side) if (x, y) not in set(counter_tiles)]
+    all_tiles = [(x, y) for y in range(side) for x in range(side)]
+    free = [t for t in all_tiles if t not in set(counter_tiles)]
     relays_locked, encoder_tiles = 0, _assign([e[0] for e in encoder], side, len(SPARE), free)
-    for (_, relays, pairs), t in zip(counters, counter_tiles):
-        for (ff, lut), (ff_slot, lut_slot) in zip(pairs, COUNTER_OUTPUTS):
+    for k, t in zip(plan, counter_tiles):
+        for (ff, lut), (ff_slot, lut_slot) in zip(k["pairs"], COUNTER_OUTPUTS):
             cells[ff]["attributes"]["BEL"] = bel(t, ff_slot)
             if lut is not None:
                 cells[lut]["attributes"]["BEL"] = bel(t, lut_slot)
-        for relay, slot in zip(relays, COUNTER_RELAYS):
-            cells[relay]["attributes"]["BEL"] = bel(t, slot)
-    for (_, ff, lut, relays), t in zip(neurons, neuron_tiles):
+        for relay, slot in zip(k["relays"], COUNTER_RELAYS):
+            if relay is not None:
+                cells[relay]["attributes"]["BEL"] = bel(t, slot)
+    for (_, ff, lut, relays, _), t in zip(neurons, neuron_tiles):
         cells[ff]["attributes"]["BEL"] = bel(t, NEURON[0])
         if lut is not None:
             cells[lut]["attributes"]["BEL"] = bel(t, NEURON[1])
@@ -306,8 +417,49 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     for (_, ff), t in zip(encoder, encoder_tiles):
         cells[ff]["attributes"]["BEL"] = bel(t, SPARE[spare[t]])
         spare[t] += 1
+    hops = _lock_hops(cells, plan, counter_tiles, _sources(
+        plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
+        neuron_tiles, spare, all_tiles, bel)
     used = set(neuron_tiles) | set(encoder_tiles) | set(counter_tiles)
     return {"neurons": len(neurons), "luts": sum(1 for n in neurons if n[2] is not None),
-            "head_counters": len(counters), "head_registers": sum(len(c[1]) + len(c[2]) for c in counters),
-            "relays": relays_locked, "encoder_bits": len(encoder), "tiles": len(used),
+            "head_counters": len(plan),
+            "head_registers": sum(sum(r is not None for r in k["relays"]) + len(k["pairs"]) for k in plan),
+            "head_hops": hops, "relays": relays_locked, "encoder_bits": len(encoder), "tiles": len(used),
             "square": side, "skip_rows": sorted(skip_rows), "not_locked": dict(sorted(skipped.items()))}
+
+
+#: A counter's tile keeps one flip-flop free: a hop may take it.
+COUNTER_SPARE = ("SLICED.FF1",)
+#: All flip-flops of a tile nothing else uses.
+TILE_FFS = tuple(f"SLICE{s}.FF{i}" for s in "ABCD" for i in (0, 1))
+
+
+def _lock_hops(cells: dict, plan: list, counter_tiles: list, sources: list, neuron_tiles: list,
+               spare: dict, all_tiles: list, bel) -> int:
+    """Lock the hop registers of the head's relays (``hop_ffs``): hop ``t`` of ``H`` at the
+    point ``(t + 1) / (H + 1)`` of the way from the relay's source to its counter, in the free
+    flip-flop nearest it (spare ones of the neurons' tiles, the counters' last, and tiles nobody
+    uses), assigned with the least total squared distance. Returns how many were locked."""
+    points, ffs = [], []
+    for k, srcs, t in zip(plan, sources, counter_tiles):
+        dst = np.asarray(t, dtype=float) + 0.5
+        for chain, src in zip(k["hop_ffs"], srcs):
+            for h, ff in enumerate(chain):
+                if ff is not None:
+                    points.append(src + (h + 1) / (len(chain) + 1) * (dst - src))
+                    ffs.append(ff)
+    if not ffs:
+        return 0
+    taken_tiles = set(neuron_tiles) | set(counter_tiles)
+    slots = [(t, slot) for t in neuron_tiles for slot in SPARE[spare.get(t, 0):]]
+    slots += [(t, slot) for t in counter_tiles for slot in COUNTER_SPARE]
+    slots += [(t, slot) for t in all_tiles if t not in taken_tiles and not spare.get(t) for slot in TILE_FFS]
+    if len(slots) < len(ffs):
+        raise PlacementError(f"no room for the head's {len(ffs)} hop registers ({len(slots)} free flip-flops)")
+    centres = np.array([t for t, _ in slots], dtype=float) + 0.5
+    cost = ((np.array(points)[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    for r, c in zip(rows, cols):
+        t, slot = slots[c]
+        cells[ffs[r]]["attributes"]["BEL"] = bel(t, slot)
+    return len(ffs)

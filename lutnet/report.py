@@ -338,7 +338,8 @@ def _placement_text(p: dict) -> str:
     return (f"Placed by lutnet (--place): {p['neurons']} LUT neurons ({p['luts']} with their LUT) and "
             f"{p['relays']} relays locked one neuron a tile"
             + (f", {p['head_counters']} counters of the head ({p['head_registers']} registers) a tile each "
-               "among them" if p.get("head_counters") else "")
+               "among them" + (f", and {p['head_hops']} hop registers along their longest routes"
+                               if p.get("head_hops") else "") if p.get("head_counters") else "")
             + f" on {p['tiles']} tiles (a square of {p['square']}), "
             f"{p['encoder_bits']} encoder bits in the tiles' spare flip-flops; rows without slices left out: "
             f"{', '.join(map(str, p.get('skip_rows', []))) or 'none'}. Not locked: {missed}.")

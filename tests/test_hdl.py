@@ -615,6 +615,7 @@ PIPELINED = {
     "one_lut": PipelineOptions(one_lut_head=True),
     "one_lut_relays": PipelineOptions(one_lut_head=True, relay_inputs=True, stall_free=True,
                                       register_scores=False),
+    "one_lut_hops": PipelineOptions(one_lut_head=True, relay_inputs=True, head_hops=(2, 0, 1)),
 }
 
 
@@ -649,7 +650,7 @@ def test_pipelined_group_sum_head_at_full_rate(name):
 @pytest.mark.parametrize("name,seed,idle,stall", [
     ("deep", 3, 0.3, 0.6), ("deepest", 4, 0.2, 0.5), ("deepest", 5, 0.0, 0.8),
     ("compare_only", 6, 0.4, 0.4), ("adder2", 7, 0.1, 0.7), ("one_lut", 8, 0.2, 0.6),
-    ("one_lut_relays", 9, 0.3, 0.5), ("one_lut", 17, 0.0, 0.3)])
+    ("one_lut_relays", 9, 0.3, 0.5), ("one_lut", 17, 0.0, 0.3), ("one_lut_hops", 10, 0.2, 0.5)])
 def test_pipelined_group_sum_head_under_backpressure(name, seed, idle, stall):
     net = make_group_sum_net(seed, group=int(3 + seed), classes=int(2 + seed), k=int(2 + seed % 5))
     x = make_inputs(net, 50, seed)
@@ -683,6 +684,15 @@ def test_one_lut_head_latency_and_relays():
     assert (plain.tree_latency, relayed.tree_latency) == (6, 13)
     assert relayed.latency - plain.latency == 7
     assert plain.argmax_latency == one_lut_argmax_latency(10, 6)
+    hopped = GroupSumHeadComponent(head, one_lut=True, relay_inputs=True, hops=(1, 0, 2))
+    assert hopped.latency == relayed.latency + 3
+    assert counter_latency(50, True, (1, 0, 2, 0, 0, 0, 0, 5)) == 13 + 3    # past the stages: ignored
+    with pytest.raises(ValueError, match="^hops need relays$"):
+        counter_latency(50, False, (1,))
+    with pytest.raises(ValueError, match="^head_hops needs one_lut_head and relay_inputs$"):
+        PipelineOptions(one_lut_head=True, head_hops=(1,))
+    o = PipelineOptions(one_lut_head=True, relay_inputs=True, head_hops=[0, 2])
+    assert o.head_hops == (0, 2) and PipelineOptions.from_dict(o.to_dict()) == o
     net = make_group_sum_net(3, group=9, classes=3, k=4)
     text = to_verilog(LutnetTop(net, options=PIPELINED["one_lut_relays"]))
     # a relay per counter input: 9 bits in the first stage of each class
@@ -922,6 +932,32 @@ def test_unread_neurons_are_not_built():
     assert sorted(re.findall(r"reg \[1:0\] relay(\d+)\b", text)) == ["0", "2", "3"]
     x = make_inputs(net, 30, 5)
     assert [unpack(top, p) for p in stream(top, pack(net, x), idle=0.1, stall=0.2, seed=5)] == expected(net, x)
+
+
+@pytest.mark.parametrize("relays", [False, True])
+def test_constant_neurons_are_folded(relays):
+    """A LUT layer's constant neurons are constants, not registers, and the LUT layer after it
+    is specialised on them: no neuron reads (or relays) a constant bit; the result is unchanged
+    (also two layers down: a neuron made constant by constants is folded in turn)."""
+    enc = ir.Encoder(np.array([[1], [2], [3]]), 2)
+    # neurons 0 and 1 are constant 1 and 0; neuron 2 = x0 ^ x1, neuron 3 = x2
+    first = ir.LutLayer(np.array([[0, 1], [1, 2], [0, 1], [2, 2]]),
+                        np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]]), 3)
+    # neuron 0 = b0 & b2 (b0 = 1: a copy of b2), neuron 1 = b1 | b3 (b1 = 0: a copy of b3),
+    # neuron 2 = b0 & b1 (constant 0)
+    second = ir.LutLayer(np.array([[0, 2], [1, 3], [0, 1]]),
+                         np.array([[0, 0, 0, 1], [0, 1, 1, 1], [0, 0, 0, 1]]), 4)
+    third = ir.LutLayer(np.array([[2, 0], [1, 2]]), np.array([[0, 1, 1, 0], [0, 1, 1, 1]]), 3)
+    net = ir.Network(enc, [first, second, third], ir.GroupSumHead(2, 2))
+    top = LutnetTop(net, options=PipelineOptions(relay_inputs=relays))
+    assert [c.constant_outputs for c in top.layers] == [{0: 1, 1: 0}, {2: 0}, {}]
+    assert [c.constants for c in top.layers] == [{}, {0: 1, 1: 0}, {2: 0}]
+    assert [c.supports for c in top.layers[1:]] == [[([2], 2), ([3], 2), ([], 0)],
+                                                    [([0], 2), ([1], 2)]]
+    text = verilog.convert(top.layers[0], name="layer")
+    assert re.search(r"assign o = \{ \S+ ?\[3:2\], 2'h1 \}", text)    # bits 0, 1: constants
+    x = make_inputs(net, 30, 6)
+    assert [unpack(top, p) for p in stream(top, pack(net, x), idle=0.1, stall=0.3, seed=6)] == expected(net, x)
 
 
 @pytest.mark.parametrize("stall_free", [False, True])

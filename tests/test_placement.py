@@ -12,7 +12,6 @@ import pytest
 from lutnet import flow, placement
 from lutnet.cli import main
 from lutnet.hdl import LutnetTop, PipelineOptions
-from lutnet.hdl.layers import lut_support
 from lutnet.hdl.popcount import counter_stages
 from lutnet.ir import Encoder, GroupSumHead, LutLayer, Network
 from netgen import random_lut_layer, random_net
@@ -32,6 +31,10 @@ def k4_net(seed=5, widths=(48, 36), classes=4) -> Network:
     return Network(enc, layers, GroupSumHead(n_in, classes), meta={"dataset": "random"})
 
 
+#: The test net's counters are close enough to need no hops: these force some.
+HOPS = (1, 0, 2)
+
+
 def tile(cell):
     m = _TILE.match(cell["attributes"].get("BEL", ""))
     return (int(m[1]), int(m[2])) if m else None
@@ -43,7 +46,7 @@ def placed(tmp_path_factory):
     net = k4_net()
     net.save(d / "model.npz")
     s = flow.build(d / "model.npz", d / "build", board="ulx3s-85f", core_only=True, place=True,
-                   pipeline={"adder_levels_per_stage": 1}, log=lambda *_: None)
+                   pipeline={"adder_levels_per_stage": 1, "head_hops": HOPS}, log=lambda *_: None)
     module = json.loads((d / "build" / "pnr" / "placed.json").read_text())["modules"]["lutnet_top"]
     return net, {**s, "_dir": d / "build"}, module
 
@@ -57,12 +60,13 @@ def test_place_locks_each_neuron_with_its_relays(placed):
     # row 10 of the 85F holds block RAM: nextpnr named it and the cells were locked again without it
     assert 10 in p["skip_rows"] and not any(tile(c) and tile(c)[1] in p["skip_rows"] for c in cells.values())
     # --place turned on the relays and the free-running pipeline
-    assert s["latency"] == LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1, relay_inputs=True,
-                                                                  stall_free=True, one_lut_head=True)).latency
+    top = LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1, relay_inputs=True,
+                                                 stall_free=True, one_lut_head=True, head_hops=HOPS))
+    assert s["latency"] == top.latency
     checked, seen = 0, set()
     for i, layer in enumerate(net.layers):
         for j, bit in enumerate(names[f"layer{i}.o"]["bits"]):
-            variables, _ = lut_support(layer.inputs[j], layer.tables[j])
+            variables, _ = top.layers[i].supports[j]     # constants of the layer before folded
             if len(variables) < 2 or bit not in driver:
                 continue                      # a constant or a copy (no LUT of its own), or unread
             ff = driver[bit][0]
@@ -109,6 +113,41 @@ def test_place_locks_each_neuron_with_its_relays(placed):
         assert sources and all(cells[r]["type"] == "TRELLIS_FF" and tile(cells[r]) == here for r in sources)
         counted += 1
     assert counted >= 2 * net.n_classes
+    # the hops: locked in flip-flops nothing else uses, each chain on the way from its source to
+    # its relay (no hop farther from either end than the two ends are apart)
+    chains = 0
+    for name, e in names.items():
+        m = re.fullmatch(r"head\.sum(\d+)_h(\d+)_0", name)
+        if not m:
+            continue
+        c, stage = m[1], int(m[2])
+        relay_bits = names[f"head.sum{c}_r{stage}"]["bits"]
+        for r, b in enumerate(e["bits"]):
+            if b not in driver:
+                continue                      # a constant member
+            chain = [driver[names[f"head.sum{c}_h{stage}_{k}"]["bits"][r]][0] for k in range(HOPS[stage])]
+            source = driver[cells[chain[0]]["connections"]["DI"][0]][0]
+            relay = driver[relay_bits[r]][0]
+            ends = [tile(cells[source]), tile(cells[relay])]
+            span = max(abs(ends[0][0] - ends[1][0]), abs(ends[0][1] - ends[1][1]))
+            for hop in chain:
+                at = tile(cells[hop])
+                assert at is not None and all(max(abs(at[0] - e[0]), abs(at[1] - e[1])) <= span + 1 for e in ends)
+            chains += 1
+    assert chains >= net.n_classes and p["head_hops"] >= chains
+    bels = [c["attributes"]["BEL"] for c in cells.values() if "BEL" in c["attributes"]]
+    assert len(bels) == len(set(bels))       # no two cells in one place
+
+
+def test_head_hops_follow_the_distances():
+    """--place asks for hops where a stage's routes are longer than HOP_TILES: none on the
+    small test net, some on a wide one whose classes spread over a large square."""
+    options = PipelineOptions(relay_inputs=True, stall_free=True, one_lut_head=True)
+    net = k4_net()
+    assert placement.head_hops(net, options) == (0,) * len(counter_stages(net.head.group))
+    wide = k4_net(widths=(900, 600), classes=10)
+    hops = placement.head_hops(wide, options)
+    assert len(hops) == len(counter_stages(60)) and any(hops) and not all(hops)
 
 
 def test_placed_neurons_fit_the_budget(placed):
@@ -140,6 +179,15 @@ def test_place_errors(tmp_path, capsys, args, message):
                  *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_hops_need_place(tmp_path, capsys):
+    k4_net().save(tmp_path / "model.npz")
+    assert main(["build", str(tmp_path / "model.npz"), "-o", str(tmp_path / "b"), "--core-only",
+                 "--board", "ulx3s-85f", "--hops"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--hops splits the routes of lutnet's placement: it needs --place" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists()
 
 
