@@ -21,7 +21,10 @@ for k in 6 4; do
 done
 $T $BIN/lutnet build "$OUT/dlut6" -o "$OUT/dlut6/ecp5-stall-free-split" --board ulx3s-85f --core-only $PIPE \
     --stall-free --split-lut6
-# relays alone (nextpnr places them), and the layers placed by lutnet with their relays
+# relays alone (nextpnr places them), with the one-LUT head, and the layers and head counters placed
+# by lutnet with their relays
 $T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-relays" --board ulx3s-85f --core-only $PIPE --stall-free --relays
+$T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-one-lut" --board ulx3s-85f --core-only $PIPE --stall-free --relays \
+    --one-lut-head
 $T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-placed" --board ulx3s-85f --core-only $PIPE --place
 $BIN/lutnet report "$OUT"
