@@ -60,7 +60,7 @@ class PipelineOptions:
     chain between registers; the argmax compares 2-bit chunks and combines their verdicts, a
     LUT4 a stage, before it chooses. More cycles, more LUTs, for the clock. With
     ``relay_inputs`` the head's counters read relays of their own too, and ``head_hops[s]``
-    more registers before stage ``s``'s relays split its routes (``lutnet build --place``
+    more registers before stage ``s``'s relays split its routes (``lutnet build --place --hops``
     chooses them from the distances it will place the counters at). (An XNOR head keeps its
     adder trees; only its argmax changes.)
     """

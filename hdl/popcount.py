@@ -240,7 +240,7 @@ def counter_stages(n_in: int) -> list:
         input itself).
 
     >>> [len(counter_stages(n)) for n in (1, 2, 4, 5, 10, 16, 50, 100)]
-    [0, 1, 1, 2, 4, 5, 7, 9]
+    [0, 1, 1, 3, 4, 5, 7, 9]
     """
     n_in = int(n_in)
     width = n_in.bit_length()

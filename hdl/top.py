@@ -16,7 +16,7 @@ from .layers import (EncoderComponent, GroupSumHeadComponent, LutLayerComponent,
                      XnorLayerComponent, class_bits, lut_support)
 from .options import PipelineOptions
 
-__all__ = ["LutnetTop", "CreditBuffer", "LAYER_COMPONENTS", "HEAD_COMPONENTS"]
+__all__ = ["LutnetTop", "CreditBuffer", "LAYER_COMPONENTS", "HEAD_COMPONENTS", "member_orders"]
 
 
 class LutnetTop(wiring.Component):

@@ -11,8 +11,10 @@ with the least total displacement), with its relay registers
 to a relay, short when the net was trained ``--local``) or a LUT reading registers in its own tile.
 Encoder bits take the tiles' spare flip-flops. A group-sum head built with one LUT between
 registers (``PipelineOptions.one_lut_head``) has its counters placed the same way, a counter with
-its relays a tile, on the same square (:func:`_head_counters`). The argmax, the output buffer and
-the glue are left to nextpnr.
+its relays a tile, on the same square (:func:`_head_counters`), and the hop registers that
+``PipelineOptions.head_hops`` puts before the counters' relays (:func:`head_hops` chooses how
+many) along the routes they split. The argmax, the output buffer and the glue are left to
+nextpnr.
 
 The placement is a ``BEL`` attribute on each locked cell of the flat Yosys netlist, which
 nextpnr-ecp5 honours. What cannot be locked is left to nextpnr and counted by reason:
@@ -173,8 +175,9 @@ def counter_plan(net: Network) -> list:
     """The counters of a one-LUT group-sum head (``PipelineOptions.one_lut_head``), as dicts:
     ``cls``, ``stage``, ``inputs`` (the stage's input bits it reads), ``first`` (the index of
     its first relay in the stage's relays), ``outputs`` (its bits among the stage's outputs),
-    ``members`` / ``sources`` (the head input bits / earlier counters it reads) and ``at``
-    (its position in the layout's unit square, row and column). Empty for other heads.
+    ``members`` / ``sources`` (the head input bits / earlier counters it reads), ``reads`` (per
+    relay, ``("member", bit)`` or ``("counter", index)``) and ``at`` (its position in the
+    layout's unit square, row and column). Empty for other heads.
 
     The positions minimise the sum of the squared lengths of the routes into the counters, the
     head's members fixed at their layout positions (each counter at the mean of the counters and
@@ -228,8 +231,8 @@ def counter_plan(net: Network) -> list:
 
 def _head_counters(module: dict, net: Network, prefix: str, driver, readers, skipped) -> list:
     """:func:`counter_plan` with each counter's cells in the flat netlist ``module``:
-    ``relays`` (flip-flops), ``pairs`` ((flip-flop, LUT or None) per output) and ``hop_bits``
-    (per relay, the nets of its hop registers, first hop first), found as
+    ``relays`` (flip-flops), ``pairs`` ((flip-flop, LUT or None) per output) and ``hop_ffs``
+    (per relay, the flip-flops of its hop registers, first hop first), found as
     :func:`lutnet.hdl.popcount.build_counter_count` names them: relays in ``head.sum{c}_r{s}``,
     hops in ``head.sum{c}_h{s}_{k}``, outputs in ``head.sum{c}_s{s}`` (the last stage's in
     ``head.scores``)."""

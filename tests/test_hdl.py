@@ -986,3 +986,13 @@ def test_split_lut6_matches_golden(stall_free):
     x = make_inputs(net, 60, 61)
     got = stream(top, pack(net, x), idle=0.2, stall=0.4, seed=61)
     assert [unpack(top, p) for p in got] == expected(net, x)
+
+
+@pytest.mark.parametrize("module", ["lutnet.hdl.popcount", "lutnet.hdl.options", "lutnet.hdl.layers",
+                                    "lutnet.hdl.top", "lutnet.locality"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
