@@ -134,6 +134,9 @@ def make_case(seed, k):
                                  "split_lut6": bool(extra[1]),
                                  "relay_inputs": bool(extra[2] and not extra[1]),
                                  "one_lut_head": bool(np.random.default_rng([seed, k, 2]).random() < 0.5)})
+    if options.one_lut_head and options.relay_inputs:
+        hops = np.random.default_rng([seed, k, 3]).integers(0, 2, 3)
+        options = PipelineOptions(**{**options.to_dict(), "head_hops": tuple(int(h) for h in hops)})
     if LutnetTop(net, options=options).latency == 0:
         options = PipelineOptions(**{**options.to_dict(), "register_output": True})
     return net, options, random_vectors(rng, net, N_VECTORS)
@@ -277,6 +280,7 @@ def test_nets_cover_the_space(side_by_side):
     for name in ("register_encoder", "register_scores", "register_output", "share_subtrees", "register_comparisons",
                  "stall_free", "split_lut6", "relay_inputs", "one_lut_head"):
         assert {getattr(n.options, name) for n in d.nets} == {False, True}, name
+    assert any(any(n.options.head_hops) and isinstance(n.net.head, ir.GroupSumHead) for n in d.nets)
     for name in ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage"):
         assert {getattr(n.options, name) for n in d.nets} >= {None, 1, 2}, name
 
