@@ -2,7 +2,6 @@
 """The one-LUT4-per-register argmax (``lutnet.hdl.argmax``): bit-exact in Amaranth's simulator
 against numpy's argmax (first maximum), latency as documented, and one LUT4 between registers
 once mapped to ECP5 (``onelut``)."""
-import doctest
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from lutnet.hdl import argmax as argmax_mod
 from lutnet.hdl.argmax import build_one_lut_argmax, one_lut_argmax_latency
 from onelut import lut_depth_violations, netlist_violations
 
@@ -136,10 +134,6 @@ def test_latency_table():
     assert table == {(1, 1): 0, (1, 2): 0, (1, 3): 0, (1, 6): 0,
                      (2, 1): 0, (2, 2): 1, (2, 3): 2, (2, 6): 3,
                      (10, 1): 3, (10, 2): 4, (10, 3): 11, (10, 6): 15}
-
-
-def test_doctests():
-    assert doctest.testmod(argmax_mod).failed == 0
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 2.0])
