@@ -175,9 +175,9 @@ def counter_plan(net: Network) -> list:
     """The counters of a one-LUT group-sum head (``PipelineOptions.one_lut_head``), as dicts:
     ``cls``, ``stage``, ``inputs`` (the stage's input bits it reads), ``first`` (the index of
     its first relay in the stage's relays), ``outputs`` (its bits among the stage's outputs),
-    ``members`` / ``sources`` (the head input bits / earlier counters it reads), ``reads`` (per
-    relay, ``("member", bit)`` or ``("counter", index)``) and ``at`` (its position in the
-    layout's unit square, row and column). Empty for other heads.
+    ``reads`` (per relay, what it reads: ``("member", head input bit)`` or ``("counter",
+    index)``) and ``at`` (its position in the layout's unit square, row and column). Empty for
+    other heads.
 
     The positions minimise the sum of the squared lengths of the routes into the counters, the
     head's members fixed at their layout positions (each counter at the mean of the counters and
@@ -205,18 +205,17 @@ def counter_plan(net: Network) -> list:
                 for j in outs:
                     nxt[j] = ("counter", len(plan))
                 plan.append({"cls": c, "stage": s, "inputs": key, "first": first, "outputs": outs,
-                             "members": [made_by[i][1] for i in key if made_by[i][0] == "member"],
-                             "sources": [made_by[i][1] for i in key if made_by[i][0] == "counter"],
                              "reads": [made_by[i] for i in key]})
                 first += len(key)
             made_by = nxt
     if not plan:
         return []
-    fixed = [[np.asarray(pos[b], dtype=float) for b in k["members"]] for k in plan]
-    neighbours = [list(k["sources"]) for k in plan]
+    fixed = [[np.asarray(pos[x], dtype=float) for kind, x in k["reads"] if kind == "member"] for k in plan]
+    neighbours = [[x for kind, x in k["reads"] if kind == "counter"] for k in plan]
     for n, k in enumerate(plan):
-        for j in k["sources"]:
-            neighbours[j].append(n)
+        for kind, x in k["reads"]:
+            if kind == "counter":
+                neighbours[x].append(n)
     at = np.array([np.mean(f, axis=0) if f else np.full(2, 0.5) for f in fixed])
     for _ in range(200):
         new = np.array([np.mean(fixed[n] + [at[j] for j in neighbours[n]], axis=0)
