@@ -352,8 +352,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     cells, names = module["cells"], module["netnames"]
     driver, readers = drivers(cells), loads(cells)
     skipped = defaultdict(int)
-    pos = locality.chain(net.encoder.n_features, net.encoder.levels, [layer.n_out for layer in net.layers],
-                         net.n_classes if net.head.kind == "group_sum" else None)
+    pos = locality.net_positions(net)
     relay_nets = defaultdict(dict)       # layer -> {neuron: relay bits}
     for name, entry in names.items():
         if not name.startswith(f"{prefix}layer"):

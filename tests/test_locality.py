@@ -87,3 +87,14 @@ def test_cli_rejects_a_bad_radius(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "-o", str(tmp_path / "x"), "--arch", "lut", "--local", "0"])
     assert e.value.code == 2 and "--local" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("side", [2, 4, 16])
+def test_curve_order_visits_neighbours_in_turn(side):
+    """On a square grid the order is a Hilbert curve: every point once, each next to the last."""
+    shuffled = locality.grid(side * side)[np.random.default_rng(side).permutation(side * side)]
+    order = locality.curve_order(shuffled)
+    assert sorted(order.tolist()) == list(range(side * side))
+    walk = shuffled[order] * side
+    steps = np.abs(np.diff(walk, axis=0)).sum(axis=1)
+    assert np.allclose(steps, 1)
