@@ -340,9 +340,10 @@ def build_counter_count(m: Module, x: Value, *, en: Value, relays: bool, name: s
         ``count`` is ``len(x).bit_length()`` bits wide, ``latency`` :func:`counter_latency`.
     """
     n_in = len(x)
-    bits = [x[i] for i in (range(n_in) if order is None else order)]
-    if sorted(range(n_in)) != sorted(range(n_in) if order is None else order):
+    order = list(range(n_in)) if order is None else [int(i) for i in order]
+    if sorted(order) != list(range(n_in)):
         raise ValueError(f"order must be a permutation of range({n_in})")
+    bits = [x[i] for i in order]
     stages = counter_stages(n_in)
     hops = _hops(hops, len(stages), relays)
     if not stages:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import ClockDomain, Const, Module, Signal
 from amaranth.sim import Simulator
 
 from lutnet import golden, ir
@@ -464,8 +464,8 @@ def test_hdl_sources_do_not_import_torch():
 
 from lutnet.hdl import GroupSumHeadComponent, LutLayerComponent, lut_support  # noqa: E402
 from lutnet.hdl.argmax import one_lut_argmax_latency  # noqa: E402
-from lutnet.hdl.popcount import (counter_latency, counter_stages, eval_counter_stages,  # noqa: E402
-                                 group_count_depth)
+from lutnet.hdl.popcount import (build_counter_count, counter_latency, counter_stages,  # noqa: E402
+                                 eval_counter_stages, group_count_depth)
 from netgen import random_lut_layer, random_net  # noqa: E402
 from onelut import lut_depth_violations  # noqa: E402
 
@@ -691,6 +691,8 @@ def test_one_lut_head_latency_and_relays():
         counter_latency(50, False, (1,))
     with pytest.raises(ValueError, match="^head_hops needs one_lut_head and relay_inputs$"):
         PipelineOptions(one_lut_head=True, head_hops=(1,))
+    with pytest.raises(ValueError, match=r"^order must be a permutation of range\(5\)$"):
+        build_counter_count(Module(), Signal(5), en=Const(1, 1), relays=False, name="s", order=[0, 1, 2, 3, 3])
     o = PipelineOptions(one_lut_head=True, relay_inputs=True, head_hops=[0, 2])
     assert o.head_hops == (0, 2) and PipelineOptions.from_dict(o.to_dict()) == o
     net = make_group_sum_net(3, group=9, classes=3, k=4)
