@@ -33,8 +33,8 @@ $T $BIN/lutnet build "$OUT/mnist-k4" -o "$OUT/mnist-k4/ecp5-core" --board ulx3s-
 # ECP5 core, and a probe of that core's neurons locked where the layout puts them (BEL attributes),
 # four a tile, the rest placed by nextpnr; then the core placed by lutnet (--place: a neuron and its
 # relay flip-flops a tile, the one-LUT head's counters among them) and its arrivals by distance,
-# the one-LUT head and relays without lutnet's placement, and --place with hops on the head's
-# long routes.
+# the one-LUT head and relays without lutnet's placement, --place with hops on the head's long
+# routes, and --place with no output buffer.
 $T $BIN/lutnet distill "$OUT/mnist-1500" -o "$OUT/mnist-k4-local" --k 4 --group 50 --epochs 20 --local 0.1 --threads 2
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-core" --board ulx3s-85f --core-only $PIPE --stall-free
 $T $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-core" --per-tile 4
@@ -42,5 +42,12 @@ $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-placed" 
 $BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-placed"
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-one-lut" --board ulx3s-85f --core-only $PIPE \
     --stall-free --relays --one-lut-head
-$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-hops" --board ulx3s-85f --core-only $PIPE --place --hops
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-hops" --board ulx3s-85f --core-only $PIPE --place --hops 8
+# The placed core without the output buffer and its backpressure (--always-ready), without and
+# with hops; the latter checked on the whole test set with random input gaps.
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready" --board ulx3s-85f --core-only \
+    $PIPE --place --always-ready
+$T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready-hops" --board ulx3s-85f \
+    --core-only $PIPE --place --always-ready --hops
+$T $BIN/lutnet sim "$OUT/mnist-k4-local/ecp5-always-ready-hops" --data-dir "$DATA" --random-ready
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"

@@ -101,6 +101,8 @@ class BoardTop(wiring.Component):
         if self.core.latency == 0:
             raise BoardError("pipeline options place no register: the board top needs at least one "
                              "(e.g. register_output=True)")
+        if self.core.options.always_ready:
+            raise BoardError("an always_ready core has no backpressure, which the UART transmitter needs")
         self.divisor = divisor
         self.n_leds, self.leds_active_low, self.resync_bytes = n_leds, bool(leds_active_low), resync_bytes
         self.rx, self.tx = UartRx(divisor), UartTx(divisor)

@@ -4,7 +4,7 @@
 
 * ``lutnet_top.v``: module ``lutnet_top`` with ports ``clk``, ``rst`` (synchronous, active
   high), ``i_stream__payload``, ``i_stream__valid``, ``i_stream__ready``, ``o_stream__payload``,
-  ``o_stream__valid``, ``o_stream__ready``;
+  ``o_stream__valid``, ``o_stream__ready`` (no ``*__ready`` with ``always_ready``);
 * ``design.json``: the interface (widths, latency, pipeline options, submodule names).
 
 The same IR and options always give byte-identical files (no source locations, no timestamps).
@@ -17,12 +17,13 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Signal
 
 from lutnet import ir
 from .options import PipelineOptions
 from .top import LutnetTop
 
-__all__ = ["TOP_NAME", "VERILOG_FILE", "DESIGN_FILE", "PORTS", "generate", "to_verilog",
+__all__ = ["TOP_NAME", "VERILOG_FILE", "DESIGN_FILE", "PORTS", "ports", "generate", "to_verilog",
            "design_description"]
 
 TOP_NAME = "lutnet_top"
@@ -41,9 +42,17 @@ PORTS = {
 }
 
 
+def ports(options: PipelineOptions) -> dict:
+    """The ports of a top built with ``options``: :data:`PORTS`, less the ready ports of
+    ``always_ready`` streams."""
+    return {k: v for k, v in PORTS.items() if not (options.always_ready and k.endswith("__ready"))}
+
+
 def to_verilog(top: LutnetTop, *, emit_src: bool = False) -> str:
     """Verilog text of ``top`` as module ``lutnet_top``."""
-    return verilog.convert(top, name=TOP_NAME, emit_src=emit_src)
+    # the streams' signals, by name: an always_ready stream's ready is a constant, not a port
+    signals = [value for _, _, value in top.signature.flatten(top) if isinstance(value, Signal)]
+    return verilog.convert(top, name=TOP_NAME, emit_src=emit_src, ports=signals)
 
 
 def design_description(top: LutnetTop) -> dict:
@@ -52,7 +61,7 @@ def design_description(top: LutnetTop) -> dict:
     return {
         "top": TOP_NAME,
         "verilog": VERILOG_FILE,
-        "ports": dict(PORTS),
+        "ports": ports(top.options),
         "n_features": net.encoder.n_features,
         "input_bits": net.encoder.input_bits,
         "levels": net.encoder.levels,

@@ -1,8 +1,8 @@
 """Pipelining options of the generated hardware.
 
 Every register named here is a pipeline register: all of them advance together on the global
-enable of :class:`~lutnet.hdl.top.LutnetTop` (or on every clock with ``stall_free``), and each
-adds one cycle of latency.
+enable of :class:`~lutnet.hdl.top.LutnetTop` (or on every clock with ``stall_free`` or
+``always_ready``), and each adds one cycle of latency.
 
 >>> PipelineOptions(adder_levels_per_stage=2).adder_levels_per_stage
 2
@@ -20,7 +20,8 @@ import numpy as np
 __all__ = ["PipelineOptions"]
 
 _BOOLS = ("register_encoder", "register_scores", "register_comparisons", "register_output",
-          "share_subtrees", "stall_free", "split_lut6", "relay_inputs", "one_lut_head")
+          "share_subtrees", "stall_free", "always_ready", "split_lut6", "relay_inputs",
+          "one_lut_head")
 _PERIODS = ("layers_per_stage", "adder_levels_per_stage", "argmax_levels_per_stage")
 
 
@@ -41,6 +42,13 @@ class PipelineOptions:
     enable net fanning out to every flip-flop) and load on every clock; backpressure is taken by
     an output buffer as deep as the pipeline's latency, and the input's ready is a credit count
     held in registers (:class:`~lutnet.hdl.top.CreditBuffer`, two or three more cycles).
+
+    ``always_ready`` makes the pipeline free-running with no backpressure at all, as LogicNets
+    and most LUT-network cores stream: both streams are ``always_ready`` (no ready ports), a
+    sample is taken whenever ``i_stream.valid`` is high and its result is offered for exactly
+    one cycle, ``latency`` cycles later; whatever reads ``o_stream`` must take it then. No
+    output buffer, no credit count: the clock is the layers' and the head's alone. Not with
+    ``stall_free`` (which is the same pipeline behind a buffer that gives the output a ready).
 
     ``split_lut6`` registers every six-input LUT neuron as its two five-input halves and its
     sixth input, which then picks one (one more cycle per K = 6 layer): on a LUT4 fabric a
@@ -74,6 +82,7 @@ class PipelineOptions:
     register_output: bool = True                 # register the output payload (class + scores)
     share_subtrees: bool = True                  # build identical popcount subtrees once per layer
     stall_free: bool = False                     # free-running registers + credit-counted output buffer
+    always_ready: bool = False                   # free-running registers, no ready ports (no backpressure)
     split_lut6: bool = False                     # register K=6 neurons as two LUT5 halves + a 2:1 mux
     relay_inputs: bool = False                   # a register per LUT neuron input (+1 cycle a LUT layer)
     one_lut_head: bool = False                   # head registers each one LUT4 of registers
@@ -93,6 +102,9 @@ class PipelineOptions:
                     or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
             object.__setattr__(self, name, int(value))
+        if self.always_ready and self.stall_free:
+            raise ValueError("always_ready and stall_free cannot be combined (always_ready has no "
+                             "output ready for stall_free's buffer to serve)")
         if self.relay_inputs and self.split_lut6:
             raise ValueError("relay_inputs and split_lut6 cannot be combined")
         hops = self.head_hops
@@ -103,6 +115,11 @@ class PipelineOptions:
         object.__setattr__(self, "head_hops", tuple(int(h) for h in hops))
         if any(self.head_hops) and not (self.one_lut_head and self.relay_inputs):
             raise ValueError("head_hops needs one_lut_head and relay_inputs")
+
+    @property
+    def free_running(self) -> bool:
+        """Whether the stage registers load on every clock (no enable)."""
+        return self.stall_free or self.always_ready
 
     def to_dict(self) -> dict:
         """The options as plain JSON values."""

@@ -38,6 +38,11 @@ class LutnetTop(wiring.Component):
     from ``o_stream.ready`` into the pipeline; the buffer adds its ``latency`` (2 or 3)
     cycles.
 
+    With ``options.always_ready`` the registers are free-running too but there is no buffer and
+    no backpressure: both streams are ``always_ready`` (``ready`` is ``Const(1)``, not a port),
+    every valid input is taken, and its result is valid for the one cycle ``latency`` cycles
+    later.
+
     Submodules are named ``encoder``, ``layer0``, ``layer1``, ..., ``head``. Each layer and the
     head get the component of their IR kind (:data:`LAYER_COMPONENTS`, :data:`HEAD_COMPONENTS`);
     ``layers_per_stage`` counts layers of every kind alike. Another kind is a ``TypeError`` that
@@ -78,7 +83,7 @@ class LutnetTop(wiring.Component):
         self.net, self.options = net, options
         o = options
         self.encoder = EncoderComponent(net.encoder, register=o.register_encoder,
-                                        free_running=o.stall_free)
+                                        free_running=o.free_running)
         # a LUT layer's constant neurons are folded into the LUT layer after it
         constants = _constants(net)
         self.layers = tuple(_layer_component(i, layer, o, _read_by(net.layers[i + 1:], constants[i + 1]),
@@ -94,9 +99,10 @@ class LutnetTop(wiring.Component):
         self.buffer = (CreditBuffer.for_pipeline(self.payload_out_bits, self.pipeline_latency)
                        if o.stall_free else None)
         self.latency = self.pipeline_latency + (self.buffer.latency if o.stall_free else 0)
+        ready = {"always_ready": o.always_ready}
         super().__init__({
-            "i_stream": In(stream.Signature(self.payload_in_bits)),
-            "o_stream": Out(stream.Signature(self.payload_out_bits)),
+            "i_stream": In(stream.Signature(self.payload_in_bits, **ready)),
+            "o_stream": Out(stream.Signature(self.payload_out_bits, **ready)),
         })
 
     def stages(self) -> dict:
@@ -138,10 +144,13 @@ class LutnetTop(wiring.Component):
             m.d.comb += self.o_stream.valid.eq(valid[-1])
         else:
             m.d.comb += self.o_stream.valid.eq(self.i_stream.valid)
-        m.d.comb += [
-            en.eq(~self.o_stream.valid | self.o_stream.ready),
-            self.i_stream.ready.eq(en),
-        ]
+        if self.options.always_ready:
+            m.d.comb += en.eq(1)
+        else:
+            m.d.comb += [
+                en.eq(~self.o_stream.valid | self.o_stream.ready),
+                self.i_stream.ready.eq(en),
+            ]
         return m
 
 
@@ -184,9 +193,9 @@ def _layer_component(i: int, layer, o: PipelineOptions, read: set | None = None,
     if type(layer) is ir.XnorLayer:
         return XnorLayerComponent(layer, register=register,
                                   adder_levels_per_stage=o.adder_levels_per_stage,
-                                  share_subtrees=o.share_subtrees, free_running=o.stall_free)
+                                  share_subtrees=o.share_subtrees, free_running=o.free_running)
     if type(layer) is ir.LutLayer:
-        return LutLayerComponent(layer, register=register, free_running=o.stall_free,
+        return LutLayerComponent(layer, register=register, free_running=o.free_running,
                                  split_lut6=o.split_lut6, relay_inputs=o.relay_inputs, read=read,
                                  constants=constants)
     raise TypeError(f"layer {i}: no hardware for layer kind {_kind(layer)!r} "
@@ -213,7 +222,7 @@ def _head_component(net: ir.Network, o: PipelineOptions):
     return cls(head, **extra, adder_levels_per_stage=o.adder_levels_per_stage,
                register_scores=o.register_scores, argmax_levels_per_stage=o.argmax_levels_per_stage,
                register_output=o.register_output, share_subtrees=o.share_subtrees,
-               register_comparisons=o.register_comparisons, free_running=o.stall_free,
+               register_comparisons=o.register_comparisons, free_running=o.free_running,
                one_lut=o.one_lut_head, relay_inputs=o.relay_inputs)
 
 

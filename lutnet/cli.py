@@ -119,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
                    help="register every argmax comparison before its selection (about one LUT level per stage)")
     b.add_argument("--stall-free", action="store_true",
                    help="free-running pipeline (no clock enables); backpressure taken by a credit-counted output buffer")
+    b.add_argument("--always-ready", action="store_true",
+                   help="free-running pipeline without backpressure (no ready ports: every result is "
+                        "valid for one cycle, LogicNets-style); needs --core-only")
     b.add_argument("--split-lut6", action="store_true",
                    help="register 6-input LUT neurons as two 5-input halves + their 6th input (one more cycle per K=6 layer)")
     b.add_argument("--relays", action="store_true",
@@ -129,11 +132,11 @@ def parser() -> argparse.ArgumentParser:
                         "counters, argmax by 2-bit chunks (more cycles and LUTs, for the clock)")
     b.add_argument("--place", action="store_true",
                    help="ECP5: place the LUT layers by the net's layout, a neuron and its relays a tile, "
-                        "and a group-sum head's counters among them (turns on --relays, --stall-free "
-                        "and --one-lut-head)")
-    b.add_argument("--hops", action="store_true",
-                   help="with --place: registers along the head counters' longest routes, as many as "
-                        "the placement's distances need (more cycles)")
+                        "and a group-sum head's counters among them (turns on --relays, --one-lut-head "
+                        "and, without --always-ready, --stall-free)")
+    b.add_argument("--hops", type=_positive_int, nargs="?", const=True, default=False, metavar="TILES",
+                   help="with --place: registers along the head counters' long routes, so that none "
+                        "crosses more than TILES tiles (default 20, placement.HOP_TILES; more cycles)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")
@@ -141,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     s.add_argument("--limit", type=_positive_int, default=None, help="only the first N test vectors")
     s.add_argument("--data-dir", default=None)
-    s.add_argument("--random-ready", action="store_true", help="toggle the output ready randomly (backpressure)")
+    s.add_argument("--random-ready", action="store_true",
+                   help="random input gaps and output ready (backpressure; input gaps only with --always-ready)")
     s.add_argument("-o", "--out", default=None, help="output directory (default: BUILD_DIR/sim-SIMULATOR)")
 
     c = sub.add_parser("classify", help="run the test set through a board over a serial port")
@@ -188,7 +192,8 @@ def _build(a):
     out = a.out or os.path.join(os.path.dirname(flow.resolve_model(a.model)) or ".", "build")
     pipeline = dict(layers_per_stage=a.layers_per_stage, adder_levels_per_stage=a.adder_levels_per_stage,
                     register_comparisons=a.register_comparisons, stall_free=a.stall_free,
-                    split_lut6=a.split_lut6, relay_inputs=a.relays, one_lut_head=a.one_lut_head)
+                    always_ready=a.always_ready, split_lut6=a.split_lut6, relay_inputs=a.relays,
+                    one_lut_head=a.one_lut_head)
     if a.argmax_levels_per_stage is not None:
         pipeline["argmax_levels_per_stage"] = a.argmax_levels_per_stage
     s = flow.build(a.model, out, board=a.board, pipeline=pipeline, run_synth=not a.no_synth,

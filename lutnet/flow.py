@@ -48,10 +48,34 @@ def _fit(target, estimated: int, source: str) -> dict:
             "fits": bool(estimated <= target.capacity["luts"]), "source": source}
 
 
+def pipeline_options(pipeline: dict | None, place: bool = False):
+    """The build's :class:`~lutnet.hdl.options.PipelineOptions`: ``pipeline`` (a dict of its
+    fields), and with ``place`` relays, a one-LUT head and a free-running pipeline (behind the
+    credit buffer, ``stall_free``, unless ``pipeline`` asks for ``always_ready``). A bad option is
+    a :class:`BuildError`.
+
+    >>> o = pipeline_options({"always_ready": True}, place=True)
+    >>> o.relay_inputs, o.one_lut_head, o.stall_free, o.always_ready
+    (True, True, False, True)
+    >>> pipeline_options({}, place=True).stall_free
+    True
+    """
+    from .hdl.options import PipelineOptions
+
+    pipeline = dict(pipeline or {})
+    if place:
+        pipeline.update(relay_inputs=True, one_lut_head=True,
+                        **({} if pipeline.get("always_ready") else {"stall_free": True}))
+    try:
+        return PipelineOptions(**pipeline)
+    except ValueError as e:
+        raise BuildError(f"pipeline options: {e}") from None
+
+
 def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, run_synth: bool = True,
           core_only: bool = False, verify: int = 0, simulator: str = "verilator", data_dir=None,
           synth_jobs: int | None = None, slice_bits: int | None = None, place: bool = False,
-          hops: bool = False, log=print) -> dict:
+          hops: bool | int = False, log=print) -> dict:
     """Write ``lutnet_top.v``, ``design.json``, a copy of the IR and Yosys figures to ``out_dir``.
 
     Yosys maps each stage in its own process, at most ``synth_jobs`` at once, and layers of more
@@ -71,16 +95,18 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
 
     ``place`` (ECP5): lutnet places the LUT layers itself by the net's layout
     (:func:`lutnet.placement.lock_layers`), with a relay register per neuron input, a
-    free-running pipeline and a one-LUT head (``relay_inputs``, ``stall_free`` and
-    ``one_lut_head`` are turned on), and a group-sum head's counters with them; nextpnr places
-    the rest. Summary ``pnr.placement`` says what was locked. ``hops`` (with ``place``): the
-    head's counter stages get the hop registers their longest routes need
-    (:func:`lutnet.placement.head_hops`), unless ``pipeline`` names ``head_hops``.
+    free-running pipeline and a one-LUT head (``relay_inputs``, ``one_lut_head`` and, unless
+    ``pipeline`` asks for ``always_ready``, ``stall_free`` are turned on), and a group-sum
+    head's counters with them; nextpnr places the rest. Summary ``pnr.placement`` says what was
+    locked. ``hops`` (with ``place``; a number of tiles, or True for
+    :data:`lutnet.placement.HOP_TILES`): the head's counter stages get the hop registers that
+    keep their routes within ``hops`` tiles (:func:`lutnet.placement.head_hops`), unless
+    ``pipeline`` names ``head_hops``.
     """
     target = targets.load(board)
     src = resolve_model(model)
     net = Network.load(src)
-    from .hdl.emit import PipelineOptions, generate
+    from .hdl.emit import generate
 
     if verify < 0:
         raise BuildError(f"--verify must be a non-negative number of samples, not {verify}")
@@ -90,17 +116,18 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
         raise BuildError(f"--verify simulates the board top, but {why}; pick a board with pins "
                          f"({', '.join(n for n in targets.known() if targets.load(n).has_pins)})")
     sample = _dataset_sample(net, verify, data_dir, str(src)) if verify else None
-    try:
-        pipeline = PipelineOptions(**{**(pipeline or {}), **({"relay_inputs": True, "stall_free": True,
-                                                                "one_lut_head": True}
-                                                             if place else {})})
-    except ValueError as e:
-        raise BuildError(f"pipeline options: {e}") from None
+    pipeline = pipeline_options(pipeline, place)
+    if pipeline.always_ready and with_board:
+        raise BuildError("--always-ready builds a core without backpressure, which the board top's UART "
+                         "cannot serve: add --core-only")
+    if not isinstance(hops, int) or (hops < 1 and hops is not False):
+        raise BuildError(f"--hops must be a positive number of tiles, not {hops!r}")
     if hops and not place:
         raise BuildError("--hops splits the routes of lutnet's placement: it needs --place")
     if place:
         from .placement import HOP_TILES, check_net, head_hops
 
+        hops = HOP_TILES if hops is True else hops
         if target.family != "ecp5":
             raise BuildError(f"--place places LUT layers on the ECP5 only; {target.name} is {target.family} "
                              f"(ECP5 boards: {', '.join(n for n in targets.known() if targets.load(n).family == 'ecp5')})")
@@ -108,10 +135,10 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
             raise BuildError("--place needs synthesis (drop --no-synth)")
         check_net(net)
         if hops and not pipeline.head_hops:
-            chosen = head_hops(net, pipeline)
+            chosen = head_hops(net, pipeline, hops)
             pipeline = dataclasses.replace(pipeline, head_hops=chosen)
             log(f"head counter stages get {', '.join(map(str, chosen)) or 'no'} hop registers before their "
-                f"relays (routes over {HOP_TILES} tiles)")
+                f"relays (routes over {hops} tiles)")
     lattice = target.vendor == "lattice"
     t0 = time.perf_counter()
 

@@ -266,9 +266,12 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, readers, ski
     return plan
 
 
-#: Tiles a relay's route crosses within the budget, measured on the local MNIST core: relays
-#: whose source is 6-8 tiles away arrive late 1 % of the time, 9-11 tiles away 2-11 %.
-HOP_TILES = 8
+#: Tiles a head relay's route may cross before ``--hops`` splits it. On the local MNIST core a
+#: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %,
+#: but the whole placed core (``--place --always-ready --hops TILES``) is fastest with fewer
+#: hops, which leave the argmax room near the counters: 254.8, 273.3, 329.3, 330.3 and
+#: 319.6 MHz for 8, 12, 16, 20 and 24 tiles.
+HOP_TILES = 20
 
 
 def _layout_tiles(neuron_points: list, plan: list, n_encoder: int):
@@ -288,14 +291,14 @@ def _sources(plan: list, counter_tiles: list, member_tile) -> list:
              for kind, x in k["reads"]] for k in plan]
 
 
-def _hops_needed(plan: list, counter_tiles: list, sources: list) -> tuple:
-    """Per counter stage, the hops its longest route into a relay needs (:data:`HOP_TILES`)."""
+def _hops_needed(plan: list, counter_tiles: list, sources: list, tiles: int) -> tuple:
+    """Per counter stage, the hops its longest route into a relay needs, ``tiles`` a hop."""
     stages = max(k["stage"] for k in plan) + 1
     longest = [0.0] * stages
     for k, srcs, t in zip(plan, sources, counter_tiles):
         for src in srcs:
             longest[k["stage"]] = max(longest[k["stage"]], float(np.abs(src - (np.asarray(t) + 0.5)).max()))
-    return tuple(max(0, math.ceil(d / HOP_TILES) - 1) for d in longest)
+    return tuple(max(0, math.ceil(d / tiles) - 1) for d in longest)
 
 
 def _lockable_neurons(net: Network, options) -> list:
@@ -309,11 +312,11 @@ def _lockable_neurons(net: Network, options) -> list:
             if variables and (comp.read is None or j in comp.read)]
 
 
-def head_hops(net: Network, options) -> tuple:
-    """``PipelineOptions.head_hops`` for ``lutnet build --place``: the hops each stage of a
-    one-LUT group-sum head's counters needs, from the tiles :func:`lock_layers` will give the
-    counters and the neurons (computed from the net and ``options``, as it will place them);
-    ``()`` for other heads."""
+def head_hops(net: Network, options, tiles: int = HOP_TILES) -> tuple:
+    """``PipelineOptions.head_hops`` for ``lutnet build --place --hops``: the hops each stage of
+    a one-LUT group-sum head's counters needs so that no route crosses more than ``tiles`` tiles,
+    from the tiles :func:`lock_layers` will give the counters and the neurons (computed from the
+    net and ``options``, as it will place them); ``()`` for other heads."""
     plan = counter_plan(net)
     if not plan:
         return ()
@@ -322,7 +325,8 @@ def head_hops(net: Network, options) -> tuple:
     side, neuron_tiles, counter_tiles = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
                                                       net.encoder.n_out)
     return _hops_needed(plan, counter_tiles, _sources(plan, counter_tiles,
-                                                      _member_tile(net, dict(zip(neurons, neuron_tiles)), pos, side)))
+                                                      _member_tile(net, dict(zip(neurons, neuron_tiles)), pos, side)),
+                        tiles)
 
 
 def _member_tile(net: Network, tile_of: dict, pos, side: int):

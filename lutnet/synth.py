@@ -288,9 +288,10 @@ def _ports(comp) -> list[tuple[str, str, int]]:
 def _glue(top, stage_modules: dict[str, str]):
     """The top with every stage replaced by an instance of a blackbox module; returns
     (Verilog text of the top, Verilog text of the blackbox declarations)."""
-    from amaranth.back import verilog
     from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
     from amaranth.lib import wiring
+
+    from .hdl.emit import to_verilog
 
     class Stub(wiring.Component):
         def __init__(self, comp, module):
@@ -312,7 +313,7 @@ def _glue(top, stage_modules: dict[str, str]):
             return stubs
 
     glue = Glue(top.net, options=top.options)
-    text = verilog.convert(glue, name="lutnet_top", emit_src=False)
+    text = to_verilog(glue)
     decls = []
     for stub in stubs.values():
         ports = ["input clk", "input rst"] if stub.latency else []

@@ -30,7 +30,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 from cocotb.utils import get_sim_steps, get_sim_time
 
-from lutnet.sim.payload import PORTS, Design, load_vectors, pack_inputs, unpack_output
+from lutnet.sim.payload import Design, load_vectors, pack_inputs, unpack_output
 from lutnet.sim.runner import progress_counter
 
 ENV_VECTORS = "LUTNET_VECTORS"
@@ -56,7 +56,8 @@ def random_pauses(seed: str, probability: float):
 
 
 class StreamSource:
-    """Drives an amaranth ``stream`` input: payload and valid, obeying ready."""
+    """Drives an amaranth ``stream`` input: payload and valid, obeying ready (``ready=None``: an
+    ``always_ready`` stream, every valid cycle is a transfer)."""
 
     def __init__(self, clk, payload, valid, ready):
         self.clk, self.payload, self.valid, self.ready = clk, payload, valid, ready
@@ -87,7 +88,7 @@ class StreamSource:
                         asserted = True
             await settle
             if asserted:
-                free = bool(self.ready.value)
+                free = self.ready is None or bool(self.ready.value)
                 if free:
                     self.cycles.append(get_sim_time("step") // period)
                     i += 1
@@ -96,7 +97,9 @@ class StreamSource:
 
 
 class StreamSink:
-    """Drives an amaranth ``stream`` output's ready and hands each transferred payload on."""
+    """Drives an amaranth ``stream`` output's ready and hands each transferred payload on
+    (``ready=None``: an ``always_ready`` stream, which cannot pause; every valid cycle is a
+    transfer)."""
 
     def __init__(self, clk, payload, valid, ready):
         self.clk, self.payload, self.valid, self.ready = clk, payload, valid, ready
@@ -113,7 +116,9 @@ class StreamSink:
             await fall
             want = 0 if pause is not None and next(pause) else 1
             if want != ready:
-                self.ready.value = ready = want
+                ready = want
+                if self.ready is not None:
+                    self.ready.value = want
             await settle
             if ready and self.valid.value:
                 self.cycles.append(get_sim_time("step") // period)
@@ -132,7 +137,8 @@ class StreamSink:
         extra = 0
         for _ in range(cycles):
             await fall
-            self.ready.value = 1
+            if self.ready is not None:
+                self.ready.value = 1
             await settle
             extra += bool(self.valid.value)
         return extra
@@ -171,23 +177,25 @@ class TB:
 
     def __init__(self, dut, design: Design):
         self.dut, self.design = dut, design
-        missing = [port for port in PORTS if not hasattr(dut, port)]
+        missing = [port for port in design.ports if not hasattr(dut, port)]
         if missing:
             raise AssertionError(f"{design.top} lacks port(s) {', '.join(missing)}; "
-                                 f"the bench needs all of {', '.join(PORTS)}")
+                                 f"the bench needs all of {', '.join(design.ports)}")
         for port, width in (("i_stream__payload", design.payload_in_bits),
                             ("o_stream__payload", design.payload_out_bits)):
             actual = len(getattr(dut, port))
             if actual != width:
                 raise AssertionError(f"{port} is {actual} bits wide but design.json implies {width}")
         self.clock = Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns")
-        self.source = StreamSource(dut.clk, dut.i_stream__payload, dut.i_stream__valid, dut.i_stream__ready)
-        self.sink = StreamSink(dut.clk, dut.o_stream__payload, dut.o_stream__valid, dut.o_stream__ready)
+        ready = (lambda name: None) if design.always_ready else (lambda name: getattr(dut, name))
+        self.source = StreamSource(dut.clk, dut.i_stream__payload, dut.i_stream__valid, ready("i_stream__ready"))
+        self.sink = StreamSink(dut.clk, dut.o_stream__payload, dut.o_stream__valid, ready("o_stream__ready"))
 
     async def reset(self, cycles: int = 2) -> None:
         self.dut.i_stream__valid.value = 0
         self.dut.i_stream__payload.value = 0
-        self.dut.o_stream__ready.value = 0
+        if not self.design.always_ready:
+            self.dut.o_stream__ready.value = 0
         self.dut.rst.value = 1
         self.clock.start()
         await ClockCycles(self.dut.clk, cycles)
@@ -207,7 +215,8 @@ class TB:
         src_pause = snk_pause = filler = None
         if backpressure:
             src_pause = random_pauses(f"{seed}-source", GAP_PROBABILITY)
-            snk_pause = random_pauses(f"{seed}-sink", STALL_PROBABILITY)
+            # an always_ready output cannot be paused: input gaps only
+            snk_pause = None if d.always_ready else random_pauses(f"{seed}-sink", STALL_PROBABILITY)
             rng = random.Random(f"{seed}-filler")
             filler = iter(lambda: rng.getrandbits(d.payload_in_bits), None)
         idle_limit = max(1000, 20 * (d.latency or 0))

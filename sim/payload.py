@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: The ports of a generated top (see hdl/emit.py); the bench touches only these.
+#: The ports of a generated top (see hdl/emit.py; an ``always_ready`` design has no ``*__ready``);
+#: the bench touches only these.
 PORTS = ("clk", "rst", "i_stream__payload", "i_stream__valid", "i_stream__ready",
          "o_stream__payload", "o_stream__valid", "o_stream__ready")
 #: Rows converted at once by :func:`pack_inputs` (bounds the temporary bit matrix).
@@ -38,6 +39,12 @@ class Design:
     score_bits: int
     latency: int | None   # cycles from an input transfer to its result being valid, if known
     verilog: str = ""     # Verilog file name beside design.json (default ``<top>.v``)
+    always_ready: bool = False   # no ready ports: every input taken, every result offered once
+
+    @property
+    def ports(self) -> tuple:
+        """The ports the bench drives and watches."""
+        return tuple(p for p in PORTS if not (self.always_ready and p.endswith("__ready")))
 
     @property
     def payload_in_bits(self) -> int:
@@ -65,6 +72,7 @@ class Design:
                 score_bits=int(d["score_bits"]),
                 latency=None if d.get("latency") is None else int(d["latency"]),
                 verilog=str(d.get("verilog") or f"{d['top']}.v"),
+                always_ready=bool((d.get("pipeline") or {}).get("always_ready", False)),
             )
         except KeyError as e:
             raise ValueError(f"{path}: design description lacks {e.args[0]!r}") from None

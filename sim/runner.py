@@ -236,7 +236,7 @@ def _control_files(simulator: str, design: Design, sim_build: Path) -> list[Path
         return []
     vlt = sim_build / "ports.vlt"
     lines = ["`verilator_config"]
-    lines += [f'public_flat_rw -module "{design.top}" -var "{port}"' for port in PORTS]
+    lines += [f'public_flat_rw -module "{design.top}" -var "{port}"' for port in design.ports]
     vlt.write_text("\n".join(lines) + "\n")
     return [vlt]
 
@@ -388,8 +388,8 @@ def run(design_dir, vectors_x, expected_classes, expected_scores, simulator: str
     labels : optional (N,) true labels, for ``rtl_accuracy``.
     build_dir : root of the compiled-simulator cache (one keyed sub-folder per design).
     seed : seed of the backpressure pattern.
-    random_ready : run the backpressure test (random input gaps, random ``o_stream.ready``)
-        instead of the full-rate one.
+    random_ready : run the backpressure test (random input gaps, random ``o_stream.ready``;
+        input gaps alone for an ``always_ready`` design) instead of the full-rate one.
     keep_run_dir : keep the run folder (vectors, logs, results) even when the run passes.
     log : progress lines while it compiles and while it simulates (the results checked so far).
 

@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 
 from lutnet import golden
 from lutnet.hdl.board import BoardError, BoardTop, board_description, generate_board
+from lutnet.hdl.options import PipelineOptions
 from lutnet.hdl.uart import UartConfigError, UartRx, UartTx, baud_divisor
 from lutnet.sim import board_runner, runner
 from netgen import random_net
@@ -141,6 +142,14 @@ def test_board_error_wide_features(tmp_path):
     net = random_net(np.random.default_rng(4), features=3, input_bits=9, levels=1, widths=[4], classes=2)
     with pytest.raises(BoardError, match=r"^net input is 9-bit features; the UART framing carries at most 8 bits per feature$"):
         generate_board(net, tmp_path, clk_hz=12_000_000, baud=115_200, n_leds=0)
+    assert not (tmp_path / "board_top.v").exists()
+
+
+def test_board_error_always_ready(tmp_path):
+    net = random_net(np.random.default_rng(4), features=3, input_bits=4, levels=1, widths=[4], classes=2)
+    with pytest.raises(BoardError, match=r"^an always_ready core has no backpressure"):
+        generate_board(net, tmp_path, clk_hz=12_000_000, baud=115_200, n_leds=0,
+                       options=PipelineOptions(always_ready=True))
     assert not (tmp_path / "board_top.v").exists()
 
 

@@ -57,6 +57,7 @@ def test_corrupt_ir(tmp_path, content, needle):
     (["train", "-o", "x", "--hidden", "256,,2"], "comma-separated"),
     (["train", "-o", "x", "--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["train", "-o", "x", "--binarization", "fuzzy"], "invalid choice: 'fuzzy'"),
+    (["build", "x", "--place", "--hops", "0"], "argument --hops: must be a positive integer, not 0"),
 ])
 def test_unknown_option_values(args, needle):
     assert_user_error(lutnet(*args), needle)
@@ -66,6 +67,17 @@ def test_unknown_board(tmp_path):
     model = random_net(np.random.default_rng(0), features=3, widths=[4]).save(tmp_path / "model.npz")
     proc = lutnet("build", model, "--board", "de10", "-o", tmp_path / "out")
     assert_user_error(proc, "unknown board 'de10'", "xc7")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--board", "icebreaker"], "board top's UART cannot serve: add --core-only"),
+    (["--core-only", "--stall-free"], "always_ready and stall_free cannot be combined"),
+])
+def test_always_ready_errors(tmp_path, args, needle):
+    model = random_net(np.random.default_rng(0), features=3, widths=[4]).save(tmp_path / "model.npz")
+    proc = lutnet("build", model, "--always-ready", *args, "-o", tmp_path / "out")
+    assert_user_error(proc, needle)
     assert not (tmp_path / "out").exists()
 
 

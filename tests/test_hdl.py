@@ -24,6 +24,7 @@ from amaranth.sim import Simulator
 from lutnet import golden, ir
 from lutnet.hdl import (PORTS, EncoderComponent, LutnetTop, PipelineOptions, XnorHeadComponent,
                         XnorLayerComponent, class_bits, generate, to_verilog)
+from lutnet.sim.payload import Design
 
 # -- random networks ---------------------------------------------------------------------------
 
@@ -92,12 +93,18 @@ def _bench(top):
     return sim, cd
 
 
+def o_always_ready(top) -> bool:
+    return top.o_stream.signature.always_ready
+
+
 def stream(top, payloads, *, idle=0.0, stall=0.0, seed=0):
     """Send ``payloads`` through ``top``; returns the output payloads in order of arrival.
 
     ``idle``: chance of an idle cycle (valid low, junk payload) before each input; ``stall``:
-    chance that ``o_stream.ready`` is low in a cycle.
+    chance that ``o_stream.ready`` is low in a cycle (never, for an ``always_ready`` output,
+    which has no ready).
     """
+    always_ready = o_always_ready(top)
     rng_in, rng_out = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     i, o = top.i_stream, top.o_stream
     junk = (1 << len(i.payload)) - 1
@@ -112,6 +119,9 @@ def stream(top, payloads, *, idle=0.0, stall=0.0, seed=0):
                 await ctx.tick()
             ctx.set(i.valid, 1)
             ctx.set(i.payload, p)
+            if always_ready:
+                await ctx.tick()
+                continue
             while not (await ctx.tick().sample(i.ready))[2]:
                 pass
         ctx.set(i.valid, 0)
@@ -119,12 +129,15 @@ def stream(top, payloads, *, idle=0.0, stall=0.0, seed=0):
     async def consumer(ctx):
         held, cycles = None, 0
         while len(got) < len(payloads):
-            ctx.set(o.ready, 0)
-            v0 = ctx.get(o.valid)
-            ctx.set(o.ready, 1)
-            assert ctx.get(o.valid) == v0, "o_stream.valid depends on o_stream.ready"
-            ready = int(rng_out.random() >= stall)
-            ctx.set(o.ready, ready)
+            if always_ready:
+                ready = 1
+            else:
+                ctx.set(o.ready, 0)
+                v0 = ctx.get(o.valid)
+                ctx.set(o.ready, 1)
+                assert ctx.get(o.valid) == v0, "o_stream.valid depends on o_stream.ready"
+                ready = int(rng_out.random() >= stall)
+                ctx.set(o.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(o.valid, o.payload)
             if held is not None:
                 assert valid and payload == held, "a stalled output changed or went away"
@@ -133,7 +146,8 @@ def stream(top, payloads, *, idle=0.0, stall=0.0, seed=0):
                 got.append(payload)
             cycles += 1
             assert cycles < limit, f"only {len(got)} of {len(payloads)} results after {cycles} cycles"
-        ctx.set(o.ready, 1)
+        if not always_ready:
+            ctx.set(o.ready, 1)
         for _ in range(top.latency + 4):
             _, _, valid = await ctx.tick().sample(o.valid)
             assert not valid, "more results than inputs"
@@ -158,6 +172,10 @@ OPTIONS = {
                             register_comparisons=True),
     "free_comb": PipelineOptions(stall_free=True, register_encoder=False, layers_per_stage=None,
                                  register_scores=False, register_output=False),
+    "always": PipelineOptions(always_ready=True, adder_levels_per_stage=1, argmax_levels_per_stage=1,
+                              register_comparisons=True),
+    "always_comb": PipelineOptions(always_ready=True, register_encoder=False, layers_per_stage=None,
+                                   register_scores=False, register_output=False),
 }
 
 # (seed, options, idle, stall, samples)
@@ -178,6 +196,9 @@ STREAM_CASES = [
     (14, "free", 0.3, 0.5, 60),
     (15, "free", 0.0, 0.9, 40),
     (16, "free_comb", 0.2, 0.6, 40),
+    (17, "always", 0.0, 0.0, 40),
+    (18, "always", 0.5, 0.0, 60),
+    (19, "always_comb", 0.3, 0.0, 40),
 ]
 
 
@@ -222,7 +243,7 @@ EDGE_NETS = {
 
 
 @pytest.mark.parametrize("name", sorted(EDGE_NETS))
-@pytest.mark.parametrize("options", ["default", "deep", "comb", "free"])
+@pytest.mark.parametrize("options", ["default", "deep", "comb", "free", "always"])
 def test_edge_nets(name, options):
     net = make_net(100 + sorted(EDGE_NETS).index(name), **EDGE_NETS[name])
     x = make_inputs(net, 40, 5)
@@ -262,7 +283,8 @@ def check_full_rate(top, net, x):
     taken, results = [], []
 
     async def bench(ctx):
-        ctx.set(o.ready, 1)
+        if not o_always_ready(top):
+            ctx.set(o.ready, 1)
         for cycle in range(n + top.latency + 3):
             ctx.set(i.valid, int(cycle < n))
             ctx.set(i.payload, payloads[cycle] if cycle < n else 0)
@@ -868,6 +890,28 @@ def test_stall_free_top_has_no_enables():
     assert PipelineOptions.from_dict(o.to_dict()) == o and PipelineOptions().stall_free is False
     with pytest.raises(ValueError, match="^stall_free must be a bool, not 1$"):
         PipelineOptions(stall_free=1)
+
+
+def test_always_ready_top_has_no_ready_ports_and_no_enables(tmp_path):
+    """always_ready: free-running stages (no ``en``), no buffer (the latency is the stages'),
+    no ready port in the Verilog or design.json, and the option round-trips and refuses
+    stall_free."""
+    net = make_net(42, widths=[10])
+    top = LutnetTop(net, options=PipelineOptions(always_ready=True))
+    assert top.buffer is None and top.latency == LutnetTop(net).latency
+    text = to_verilog(top)
+    for name in top.stages():
+        body = text[text.index(f"module \\lutnet_top.{name} ("):].split("endmodule")[0]
+        assert "if (en)" not in body, name
+    design = generate(net, tmp_path, PipelineOptions(always_ready=True))
+    header = _module_header((tmp_path / "lutnet_top.v").read_text(), "lutnet_top")
+    names = sorted(p.strip() for p in header[header.index("(") + 1:-1].split(","))
+    assert names == sorted(design["ports"]) == sorted(p for p in PORTS if not p.endswith("__ready"))
+    assert Design.load(tmp_path / "design.json").ports == tuple(p for p in PORTS if not p.endswith("__ready"))
+    o = PipelineOptions(always_ready=True)
+    assert PipelineOptions.from_dict(o.to_dict()) == o and o.free_running
+    with pytest.raises(ValueError, match="^always_ready and stall_free cannot be combined"):
+        PipelineOptions(always_ready=True, stall_free=True)
 
 
 def test_stall_free_top_long_stalls():

@@ -140,7 +140,7 @@ def test_place_locks_each_neuron_with_its_relays(placed):
 
 
 def test_head_hops_follow_the_distances():
-    """--place asks for hops where a stage's routes are longer than HOP_TILES: none on the
+    """--place --hops asks for hops where a stage's routes are longer than HOP_TILES: none on the
     small test net, some on a wide one whose classes spread over a large square."""
     options = PipelineOptions(relay_inputs=True, stall_free=True, one_lut_head=True)
     net = k4_net()
@@ -148,6 +148,9 @@ def test_head_hops_follow_the_distances():
     wide = k4_net(widths=(900, 600), classes=10)
     hops = placement.head_hops(wide, options)
     assert len(hops) == len(counter_stages(60)) and any(hops) and not all(hops)
+    # shorter routes need more hops
+    short = placement.head_hops(wide, options, tiles=8)
+    assert all(a >= b for a, b in zip(short, hops)) and sum(short) > sum(hops)
 
 
 def test_placed_neurons_fit_the_budget(placed):

@@ -28,6 +28,9 @@ DESIGNS = {
     "default": (dict(features=6, input_bits=4, levels=2, widths=[24, 16], classes=5), PipelineOptions()),
     "deep": (dict(features=5, input_bits=3, levels=1, widths=[20], classes=3),
              PipelineOptions(adder_levels_per_stage=1, argmax_levels_per_stage=1)),
+    # no ready ports: the backpressure test is input gaps alone
+    "always_ready": (dict(features=5, input_bits=3, levels=2, widths=[20, 12], classes=4),
+                     PipelineOptions(always_ready=True, adder_levels_per_stage=1)),
 }
 
 
@@ -69,9 +72,10 @@ def designs(tmp_path_factory):
 # -- against the golden model -------------------------------------------------------------------
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-def test_full_rate_matches_golden(simulator, build_root, designs):
+@pytest.mark.parametrize("name", ["default", "always_ready"])
+def test_full_rate_matches_golden(simulator, name, build_root, designs):
     need(simulator)
-    d = designs["default"]
+    d = designs[name]
     labels = d.expected.classes.copy()
     labels[:30] = (labels[:30] + 1) % d.net.n_classes
     r = runner.run(d.dir, d.x, d.expected.classes, d.expected.scores, simulator,

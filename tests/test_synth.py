@@ -178,3 +178,16 @@ def test_staged_synthesis_reports_logic_levels(runs):
     # same neurons' logic (ABC's mapping may move it by one level)
     for name in levels:
         assert 1 <= sliced["logic_levels"][name] <= levels[name] + 1
+
+
+def test_always_ready_glue_is_the_valid_bits_alone():
+    """An always_ready top (no ready ports, free-running stages) synthesizes stage by stage; its
+    glue is the valid shift register and nothing else: no enable, no ready logic."""
+    from lutnet.hdl import PipelineOptions
+
+    net = random_net(np.random.default_rng(3), features=4, input_bits=2, levels=1, widths=[8], classes=3)
+    top = LutnetTop(net, options=PipelineOptions(always_ready=True))
+    report = synth.synthesize_stages(top, targets.load("xc7"), workers=2)
+    glue = report["synthesis"]["glue"]
+    assert (glue["ffs"], glue["luts"], glue["carry"]) == (top.latency, 0, 0), glue
+    assert set(report["layers"]) == {"encoder", "layer0", "head"}
