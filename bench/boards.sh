@@ -3,7 +3,8 @@
 # an iCEBreaker bitstream with the board top checked over the simulated UART, and the most
 # pipelined core on the ECP5 (out of context) for the Fmax / fabric-ceiling ratio, with the global
 # enable (ecp5-pipelined) and free-running with a credit-counted output buffer (ecp5-stall-free),
-# then with relays (ecp5-relays) and placed by lutnet (ecp5-placed).
+# then with relays (ecp5-relays) and placed by lutnet (ecp5-placed, and ecp5-always-ready without
+# the buffer).
 #   bench/boards.sh [OUT_DIR]     (default runs/boards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,12 @@ $T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-relays" --board ulx3s-85f 
 $T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-one-lut" --board ulx3s-85f --core-only $PIPE --stall-free --relays \
     --one-lut-head
 $T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-placed" --board ulx3s-85f --core-only $PIPE --place
+# placed, without the output buffer and backpressure; then the same net trained local (every input
+# within 0.2 of its neuron on the layout), checked in simulation with random input gaps
+$T $BIN/lutnet build "$OUT/dlut4" -o "$OUT/dlut4/ecp5-always-ready" --board ulx3s-85f --core-only $PIPE --place \
+    --always-ready
+$BIN/lutnet train -o "$OUT/dlut4-local" --arch lut --k 4 --hidden 64,40 --epochs 10 --local 0.2
+$T $BIN/lutnet build "$OUT/dlut4-local" -o "$OUT/dlut4-local/ecp5-always-ready" --board ulx3s-85f --core-only $PIPE \
+    --place --always-ready
+$BIN/lutnet sim "$OUT/dlut4-local/ecp5-always-ready" --random-ready
 $BIN/lutnet report "$OUT"
