@@ -157,7 +157,7 @@ def build(model, out_dir, *, board: str = "xc7", pipeline: dict | None = None, r
         log(f"generating Verilog for {net.describe()}")
         design = generate(net, tmp, pipeline)
         summary = {"command": "build", "model": str(src), "network": net.describe(),
-                   "verilog": "lutnet_top.v", "latency": design["latency"],
+                   "verilog": "lutnet_top.v", "latency": design["latency"], "pipeline": design["pipeline"],
                    "meta": net.meta, "board": target.name, "target": target.summary()}
         if with_board:
             from .hdl.board import generate_board

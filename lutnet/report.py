@@ -298,15 +298,28 @@ def _stage_table(b: dict) -> tuple:
     return ("table", header, rows + [total + ([max(levels.values(), default=None)] if levels else [])])
 
 
-HARDWARE_HEADER = ["board", "part", "latency", "P&R LUT/FF", "Fmax", "fabric ceiling", "Fmax/ceiling", "fits",
-                   "board check", "build time"]
+HARDWARE_HEADER = ["board", "part", "latency", "backpressure", "P&R LUT/FF", "Fmax", "fabric ceiling",
+                   "Fmax/ceiling", "fits", "board check", "build time"]
+
+
+def backpressure(pipeline: dict | None) -> str | None:
+    """How the build's core takes backpressure, from its pipeline options (None if unknown).
+
+    >>> backpressure({"always_ready": True}), backpressure({"stall_free": True}), backpressure({})
+    ('none (always ready)', 'credit buffer', 'ready/valid')
+    """
+    if pipeline is None:
+        return None
+    if pipeline.get("always_ready"):
+        return "none (always ready)"
+    return "credit buffer" if pipeline.get("stall_free") else "ready/valid"
 
 
 def _hardware_row(b: dict) -> list:
     """Board, Fmax and the fabric ratio; "-" where the build did no place and route."""
     pnr, target = b.get("pnr") or {}, b.get("target") or {}
     return [target.get("name") or b.get("board") or "no synthesis", target.get("part"),
-            f"{b['latency']} cycles" if b.get("latency") is not None else None,
+            f"{b['latency']} cycles" if b.get("latency") is not None else None, backpressure(b.get("pipeline")),
             f"{pnr['luts']}/{pnr.get('ffs', '-')}" if pnr.get("luts") is not None else None,
             _unit(pnr.get("fmax_mhz"), " MHz"), _unit(pnr.get("ceiling_mhz"), " MHz"),
             _unit(pnr.get("fmax_ratio"), "", 2), _fits(b.get("fit")), _verified(b.get("verify")),

@@ -56,6 +56,9 @@ def test_build_reports_target_fit_and_logic_levels(digits_run):
     assert set(s["logic_levels"]) == set(s["layers"]) and min(s["logic_levels"].values()) >= 1
     assert s["logic_levels"]["layer0"] >= 2
     assert "pnr" not in s and "vivado" not in s and "board_top" not in s
+    # the pipeline options, as in design.json: the default core takes backpressure by ready/valid
+    design = json.loads((digits_run / "build" / "design.json").read_text())
+    assert s["pipeline"] == design["pipeline"] and s["pipeline"]["always_ready"] is False
 
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
@@ -74,7 +77,7 @@ def test_report_prints_every_stage(digits_run):
     lutnet("sim", digits_run / "build", "--limit", "20")
     proc = lutnet("report", digits_run)
     assert proc.returncode == 0, proc.stderr
-    for needle in ("Training", "layer0", "LUT6", "total", "verilator", "golden acc"):
+    for needle in ("Training", "layer0", "LUT6", "total", "verilator", "golden acc", "ready/valid"):
         assert needle in proc.stdout
 
 
