@@ -187,9 +187,9 @@ class TB:
             if actual != width:
                 raise AssertionError(f"{port} is {actual} bits wide but design.json implies {width}")
         self.clock = Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns")
-        ready = (lambda name: None) if design.always_ready else (lambda name: getattr(dut, name))
-        self.source = StreamSource(dut.clk, dut.i_stream__payload, dut.i_stream__valid, ready("i_stream__ready"))
-        self.sink = StreamSink(dut.clk, dut.o_stream__payload, dut.o_stream__valid, ready("o_stream__ready"))
+        i_ready, o_ready = (None, None) if design.always_ready else (dut.i_stream__ready, dut.o_stream__ready)
+        self.source = StreamSource(dut.clk, dut.i_stream__payload, dut.i_stream__valid, i_ready)
+        self.sink = StreamSink(dut.clk, dut.o_stream__payload, dut.o_stream__valid, o_ready)
 
     async def reset(self, cycles: int = 2) -> None:
         self.dut.i_stream__valid.value = 0
