@@ -9,12 +9,12 @@ near its position on a square of tiles (all layers on one square, one neuron a t
 with the least total displacement), with its relay registers
 (``PipelineOptions.relay_inputs``) in the same tile. Each stage is then a route alone (a register
 to a relay, short when the net was trained ``--local``) or a LUT reading registers in its own tile.
-Encoder bits take the tiles' spare flip-flops. A group-sum head built with one LUT between
-registers (``PipelineOptions.one_lut_head``) has its counters placed the same way, a counter with
-its relays a tile, on the same square (:func:`_head_counters`), and the hop registers that
-``PipelineOptions.head_hops`` puts before the counters' relays (:func:`head_hops` chooses how
-many) along the routes they split. The argmax, the output buffer and the glue are left to
-nextpnr.
+Encoder bits take the tiles' spare flip-flops, each among the neurons that read it. A group-sum
+head built with one LUT between registers (``PipelineOptions.one_lut_head``) has its counters
+placed the same way, a counter with its relays a tile, on the same square
+(:func:`_head_counters`), and the hop registers that ``PipelineOptions.head_hops`` puts before
+the counters' relays (:func:`head_hops` chooses how many) along the routes they split. The
+argmax, the output buffer and the glue are left to nextpnr.
 
 The placement is a ``BEL`` attribute on each locked cell of the flat Yosys netlist, which
 nextpnr-ecp5 honours. What cannot be locked is left to nextpnr and counted by reason:
@@ -270,7 +270,8 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, readers, ski
 #: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %,
 #: but the whole placed core (``--place --always-ready --hops TILES``) is fastest with fewer
 #: hops, which leave the argmax room near the counters: 254.8, 273.3, 329.3, 330.3 and
-#: 319.6 MHz for 8, 12, 16, 20 and 24 tiles.
+#: 319.6 MHz for 8, 12, 16, 20 and 24 tiles (measured before the encoder bits were placed among
+#: their readers; 338.6 MHz at 20 tiles after).
 HOP_TILES = 20
 
 
@@ -348,9 +349,11 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     ``"core."`` in a board top). Neuron ``j`` of layer ``i`` is found by its output
     ``{prefix}layer{i}.o[j]`` and its relays ``{prefix}layer{i}.relay{j}``; encoder bit ``b`` by
     ``{prefix}encoder.o[b]``. Tiles start at (:data:`ORIGIN`, :data:`ORIGIN`) on a square of one
-    neuron a tile, rows in ``skip_rows`` (without slices) left out; the neurons of all layers,
-    and apart from them the encoder's bits, are assigned to tiles with the least total squared
-    distance from their layout positions (:func:`_assign`).
+    neuron a tile, rows in ``skip_rows`` (without slices) left out; the neurons of all layers
+    are assigned to tiles with the least total squared distance from their layout positions
+    (:func:`_assign`), and then the encoder's bits to spare flip-flops with the least total
+    squared distance from the mean of the tiles of the neurons that read them (their layout
+    position if none does).
     """
     check_net(net)
     cells, names = module["cells"], module["netnames"]
@@ -402,7 +405,15 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
 
     all_tiles = [(x, y) for y in range(side) for x in range(side)]
     free = [t for t in all_tiles if t not in set(counter_tiles)]
-    relays_locked, encoder_tiles = 0, _assign([e[0] for e in encoder], side, len(SPARE), free)
+    # an encoder bit goes where the neurons that read it are (the mean of their tiles), not to
+    # its own layout position: its relays' routes are then as short as the readers' spread allows
+    read_at = defaultdict(list)
+    for (_, _, _, relays, _), t in zip(neurons, neuron_tiles):
+        for relay in relays:
+            src = driver.get(cells[relay]["connections"]["DI"][0], (None,))[0]
+            read_at[src].append(((t[1] + 0.5) / side, (t[0] + 0.5) / side))
+    points = [tuple(np.mean(read_at[ff], axis=0)) if read_at[ff] else p for p, ff in encoder]
+    relays_locked, encoder_tiles = 0, _assign(points, side, len(SPARE), free)
     for k, t in zip(plan, counter_tiles):
         for (ff, lut), (ff_slot, lut_slot) in zip(k["pairs"], COUNTER_OUTPUTS):
             cells[ff]["attributes"]["BEL"] = bel(t, ff_slot)

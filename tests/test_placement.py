@@ -93,6 +93,15 @@ def test_place_locks_each_neuron_with_its_relays(placed):
     encoder = {driver[b][0] for b in names["encoder.o"]["bits"] if b in driver}
     assert p["encoder_bits"] == len(encoder) >= 8
     assert all(cells[ff]["attributes"]["BEL"].split("/")[-1] in placement.SPARE for ff in encoder)
+    # ... among the neurons that read them: within two tiles of the mean of their relays' tiles
+    # (at their layout positions, 3-7 tiles on this randomly wired net)
+    readers = {ff: [] for ff in encoder}
+    for name, c in cells.items():
+        src = driver.get(c["connections"].get("DI", [None])[0], (None,))[0] if c["type"] == "TRELLIS_FF" else None
+        if src in readers:
+            readers[src].append(tile(c))
+    off = [max(abs(np.subtract(tile(cells[ff]), np.mean(r, axis=0)))) for ff, r in readers.items() if r]
+    assert len(off) >= 8 and max(off) <= 2, sorted(off)
     # the head's counters, a tile each: every output's LUT in its flip-flop's tile, reading only
     # relays of that tile
     stages = counter_stages(net.head.group)
