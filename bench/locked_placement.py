@@ -17,12 +17,15 @@ LUT input in the neuron's tile and one neuron a tile, is `lutnet build --place`.
 
 It prints, for both runs, Fmax and the median and slowest register-input arrival of each stage
 (lutnet.pnr.stage_timing), and the arrivals at the locked neurons by how far (in tiles) their
-farthest input sits: the budget of 0.8 of the fabric ceiling is 2.16 ns.
+farthest input sits: the budget of 0.8 of the fabric ceiling is 2.16 ns. A `--place` build is
+measured as it was placed (how many register inputs per stage are over the budget too), and
+`--seeds N` places and routes its locked netlist again with nextpnr seeds 1..N.
 
     lutnet distill runs/mnist-1500 -o OUT --k 4 --group 50 --local 0.1
     lutnet build OUT -o OUT/ecp5 --board ulx3s-85f --core-only --adder-levels-per-stage 1 \\
         --argmax-levels-per-stage 1 --register-comparisons --stall-free
     bench/locked_placement.py OUT/ecp5 [--per-tile N]
+    bench/locked_placement.py PLACE_BUILD [--seeds N]
 """
 import argparse
 import json
@@ -48,11 +51,13 @@ _BEL = re.compile(r"X(\d+)/Y(\d+)/SLICE")
 _NO_BEL = re.compile(r"No Bel named 'X\d+/Y(\d+)/")
 
 
-def nextpnr(work: Path, netlist: str, report: str, target) -> dict:
-    """Place and route ``netlist`` as the build does; the report, or the error line."""
-    args = ["--json", netlist, "--top", TOP, "--freq", "25", "--seed", str(pnr.SEED), "--report", report,
+def nextpnr(work: Path, netlist: str, report: str, target, seed: int = pnr.SEED) -> dict:
+    """Place and route ``netlist`` as the build does (with ``seed``); the report, or the error line."""
+    args = ["--json", netlist, "--top", TOP, "--freq", "25", "--seed", str(seed), "--report", report,
             "--detailed-timing-report", "--timing-allow-fail", "-q", "--out-of-context",
             f"--{target.device}", "--package", target.package]
+    if getattr(target, "speed_grade", ""):
+        args += ["--speed", str(target.speed_grade)]
     done = subprocess.run(pnr.tool_command("nextpnr-ecp5") + args, cwd=work, capture_output=True, text=True)
     if done.returncode:
         lines = (done.stderr + done.stdout).splitlines()
@@ -196,7 +201,33 @@ def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict, dict
     return neurons, relays, head
 
 
-def probe(build: Path, work: Path, per_tile: int):
+def late_by_stage(report: dict) -> dict:
+    """Per stage (the first part of a cell's name; ``glue`` for the top's own), how many
+    register inputs arrive later than the budget, and how many there are."""
+    late, total = defaultdict(int), defaultdict(int)
+    for net in report["detailed_net_timings"]:
+        for end in net["endpoints"]:
+            stage = end["cell"].split(".")[0] if "." in end["cell"] else "glue"
+            total[stage] += 1
+            late[stage] += end["delay"][-1] > BUDGET_NS
+    return {s: (late[s], total[s]) for s in sorted(total)}
+
+
+def seeds(build: Path, work: Path, n: int, target):
+    """Place and route the build's locked netlist again with seeds 1..n: Fmax for each, and the
+    median (nextpnr's placement of the cells lutnet leaves to it moves Fmax by +-10 %)."""
+    shutil.copy(build / "pnr" / "placed.json", work / "placed.json")
+    fmax = []
+    for seed in range(1, n + 1):
+        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed)
+        if "error" in report:
+            sys.exit(f"nextpnr-ecp5 failed (seed {seed}): {report['error']}")
+        fmax.append(report["fmax"]["clk"]["achieved"])
+    print(f"Fmax with seeds 1-{n} (MHz): {', '.join(f'{f:.1f}' for f in fmax)}; median "
+          f"{statistics.median(fmax):.1f}, best {max(fmax):.1f} (seed {fmax.index(max(fmax)) + 1})")
+
+
+def probe(build: Path, work: Path, per_tile: int, n_seeds: int = 0):
     if not (build / "pnr" / f"{TOP}.json").is_file() or not (build / "summary.json").is_file():
         sys.exit(f"{build}: not a `lutnet build --core-only` ECP5 build (no summary.json, pnr/{TOP}.json)")
     summary = json.loads((build / "summary.json").read_text())
@@ -212,6 +243,10 @@ def probe(build: Path, work: Path, per_tile: int):
         stages = summary["pnr"]["stage_timing"]
         print(f"Fmax {summary['pnr']['fmax_mhz']} MHz; median/slowest arrival (ns): "
               + ", ".join(f"{s} {v['median_ns']:.2f}/{v['worst_ns']:.2f}" for s, v in stages.items()))
+        print(f"register inputs over {BUDGET_NS} ns: "
+              + ", ".join(f"{s} {late}/{total}" for s, (late, total) in late_by_stage(report).items()))
+        if n_seeds:
+            seeds(build, work, n_seeds, target)
     else:
         module, report = lock_and_place(build, work, per_tile, target)
     neurons, relays, head = arrivals(report, module, placement.drivers(module["cells"]))
@@ -266,9 +301,11 @@ def main():
                                                  "its own placement is measured")
     parser.add_argument("--per-tile", type=int, default=4, choices=range(1, 9), metavar="N",
                         help="neurons a tile on average, 1..8 (default 4)")
+    parser.add_argument("--seeds", type=int, default=0, metavar="N",
+                        help="a --place build: place and route it again with nextpnr seeds 1..N")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="locked-") as tmp:
-        probe(a.build, Path(tmp), a.per_tile)
+        probe(a.build, Path(tmp), a.per_tile, a.seeds)
 
 
 if __name__ == "__main__":

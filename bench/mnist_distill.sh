@@ -50,4 +50,10 @@ $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-r
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready-hops" --board ulx3s-85f \
     --core-only $PIPE --place --always-ready --hops
 $T $BIN/lutnet sim "$OUT/mnist-k4-local/ecp5-always-ready-hops" --data-dir "$DATA" --random-ready
+$BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-always-ready-hops"
+# the hops' length: 8, 12, 16 and 24 tiles a hop (20, the default, above)
+for t in 8 12 16 24; do
+    $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready-hops$t" --board ulx3s-85f \
+        --core-only $PIPE --place --always-ready --hops $t
+done
 $BIN/lutnet report "$OUT/mnist-1500" "$OUT/mnist-distill" "$OUT/mnist-k4" "$OUT/mnist-k4-local"

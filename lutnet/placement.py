@@ -269,9 +269,8 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, readers, ski
 #: Tiles a head relay's route may cross before ``--hops`` splits it. On the local MNIST core a
 #: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %,
 #: but the whole placed core (``--place --always-ready --hops TILES``) is fastest with fewer
-#: hops, which leave the argmax room near the counters: 254.8, 273.3, 329.3, 330.3 and
-#: 319.6 MHz for 8, 12, 16, 20 and 24 tiles (measured before the encoder bits were placed among
-#: their readers; 338.6 MHz at 20 tiles after).
+#: hops, which leave the argmax room near the counters: 284.1, 297.1, 332.2, 338.6 and
+#: 335.0 MHz for 8, 12, 16, 20 and 24 tiles.
 HOP_TILES = 20
 
 
