@@ -42,17 +42,20 @@ PORTS = {
 }
 
 
-def ports(options: PipelineOptions) -> dict:
-    """The ports of a top built with ``options``: :data:`PORTS`, less the ready ports of
-    ``always_ready`` streams."""
-    return {k: v for k, v in PORTS.items() if not (options.always_ready and k.endswith("__ready"))}
+def _stream_signals(top: LutnetTop) -> list:
+    """The streams' signals: an ``always_ready`` stream's ready is a constant, not a port."""
+    return [value for _, _, value in top.signature.flatten(top) if isinstance(value, Signal)]
+
+
+def ports(top: LutnetTop) -> dict:
+    """The ports of ``top``'s Verilog, as in :data:`PORTS` (no ready ports with ``always_ready``)."""
+    names = {"clk", "rst"} | {signal.name for signal in _stream_signals(top)}
+    return {k: v for k, v in PORTS.items() if k in names}
 
 
 def to_verilog(top: LutnetTop, *, emit_src: bool = False) -> str:
     """Verilog text of ``top`` as module ``lutnet_top``."""
-    # the streams' signals, by name: an always_ready stream's ready is a constant, not a port
-    signals = [value for _, _, value in top.signature.flatten(top) if isinstance(value, Signal)]
-    return verilog.convert(top, name=TOP_NAME, emit_src=emit_src, ports=signals)
+    return verilog.convert(top, name=TOP_NAME, emit_src=emit_src, ports=_stream_signals(top))
 
 
 def design_description(top: LutnetTop) -> dict:
@@ -61,7 +64,7 @@ def design_description(top: LutnetTop) -> dict:
     return {
         "top": TOP_NAME,
         "verilog": VERILOG_FILE,
-        "ports": ports(top.options),
+        "ports": ports(top),
         "n_features": net.encoder.n_features,
         "input_bits": net.encoder.input_bits,
         "levels": net.encoder.levels,

@@ -39,12 +39,12 @@ class Design:
     score_bits: int
     latency: int | None   # cycles from an input transfer to its result being valid, if known
     verilog: str = ""     # Verilog file name beside design.json (default ``<top>.v``)
-    always_ready: bool = False   # no ready ports: every input taken, every result offered once
+    ports: tuple = PORTS  # the ports the bench drives and watches (design.json's "ports")
 
     @property
-    def ports(self) -> tuple:
-        """The ports the bench drives and watches."""
-        return tuple(p for p in PORTS if not (self.always_ready and p.endswith("__ready")))
+    def always_ready(self) -> bool:
+        """No ready ports: every input is taken, every result offered for one cycle."""
+        return "o_stream__ready" not in self.ports
 
     @property
     def payload_in_bits(self) -> int:
@@ -72,7 +72,7 @@ class Design:
                 score_bits=int(d["score_bits"]),
                 latency=None if d.get("latency") is None else int(d["latency"]),
                 verilog=str(d.get("verilog") or f"{d['top']}.v"),
-                always_ready=bool((d.get("pipeline") or {}).get("always_ready", False)),
+                ports=tuple(p for p in PORTS if p in d.get("ports", PORTS)),
             )
         except KeyError as e:
             raise ValueError(f"{path}: design description lacks {e.args[0]!r}") from None
