@@ -36,6 +36,10 @@ $BIN/lutnet train -o "$OUT/dlut4-local" --arch lut --k 4 --hidden 64,40 --epochs
 $T $BIN/lutnet build "$OUT/dlut4-local" -o "$OUT/dlut4-local/ecp5-always-ready" --board ulx3s-85f --core-only $PIPE \
     --place --always-ready
 $BIN/lutnet sim "$OUT/dlut4-local/ecp5-always-ready" --random-ready
-# its register inputs over the 2.16 ns budget per stage, and Fmax with nextpnr seeds 1-8
-$BIN/python bench/locked_placement.py "$OUT/dlut4-local/ecp5-always-ready" --seeds 8
+# with hops on the head counters' long routes (10 tiles a hop: one hop stage here), checked in
+# simulation; its register inputs over the 2.16 ns budget per stage, and Fmax with nextpnr seeds 1-8
+$T $BIN/lutnet build "$OUT/dlut4-local" -o "$OUT/dlut4-local/ecp5-always-ready-hops" --board ulx3s-85f --core-only \
+    $PIPE --place --always-ready --hops
+$BIN/lutnet sim "$OUT/dlut4-local/ecp5-always-ready-hops" --random-ready
+$BIN/python bench/locked_placement.py "$OUT/dlut4-local/ecp5-always-ready-hops" --seeds 8
 $BIN/lutnet report "$OUT"

@@ -420,7 +420,8 @@ class _ArgmaxHead(wiring.Component):
         self.score_bits = head.score_bits
         self.tree_latency = self._tree_latency(tree_inputs)
         if self.one_lut:
-            self.argmax_latency = one_lut_argmax_latency(head.n_classes, self.score_bits)
+            self.argmax_latency = one_lut_argmax_latency(head.n_classes, self.score_bits,
+                                                        self.relay_inputs)
         else:
             argmax_depth = popcount_depth(head.n_classes)
             self.argmax_latency = (register_count(argmax_depth, self.argmax_levels_per_stage)
@@ -455,7 +456,8 @@ class _ArgmaxHead(wiring.Component):
         n, w, cb = head.n_classes, self.score_bits, self.class_bits
         if self.one_lut:
             index, delayed, latency = build_one_lut_argmax(
-                m, [scores[c * w:(c + 1) * w] for c in range(n)], en=en, name="argmax")
+                m, [scores[c * w:(c + 1) * w] for c in range(n)], en=en, name="argmax",
+                relays=self.relay_inputs)
             assert latency == self.argmax_latency
             _drive(m, self.o, Cat(index, delayed), en, self.register_output)
             return m
@@ -530,7 +532,8 @@ class XnorHeadComponent(_ArgmaxHead):
         of registers; ``argmax_levels_per_stage`` and ``register_comparisons`` do not apply);
         the group-sum head counts with counters too (:class:`GroupSumHeadComponent`).
     relay_inputs : bool
-        With ``one_lut``, the group-sum head's counters read relays of their own.
+        With ``one_lut``, the group-sum head's counters and the argmax's LUTs read relays of
+        their own (:func:`~lutnet.hdl.argmax.build_one_lut_argmax` ``relays``).
 
     Attributes
     ----------

@@ -67,7 +67,8 @@ class PipelineOptions:
     weight (a bit of the count each, one LUT4), stage after stage, where adders put a carry
     chain between registers; the argmax compares 2-bit chunks and combines their verdicts, a
     LUT4 a stage, before it chooses. More cycles, more LUTs, for the clock. With
-    ``relay_inputs`` the head's counters read relays of their own too, and ``head_hops[s]``
+    ``relay_inputs`` the head's counters and its argmax's LUTs read relays of their own too
+    (the argmax's stages then take two cycles each), and ``head_hops[s]``
     more registers before stage ``s``'s relays split its routes (``lutnet build --place --hops``
     chooses them from the distances it will place the counters at). (An XNOR head keeps its
     adder trees; only its argmax changes.)

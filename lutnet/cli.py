@@ -136,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
                         "and, without --always-ready, --stall-free)")
     b.add_argument("--hops", type=_positive_int, nargs="?", const=True, default=False, metavar="TILES",
                    help="with --place: registers along the head counters' long routes, so that none "
-                        "crosses more than TILES tiles (default 20, placement.HOP_TILES; more cycles)")
+                        "crosses more than TILES tiles (default 10, placement.HOP_TILES; more cycles)")
     b.add_argument("--no-synth", action="store_true", help="only write Verilog, skip Yosys")
 
     s = sub.add_parser("sim", help="check the RTL against the golden model on the test set")

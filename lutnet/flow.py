@@ -287,7 +287,9 @@ def _lattice_pnr(tmp: Path, target, with_board: bool, staged: bool, workers: int
     if "placement" in result:
         p = result["placement"]
         log(f"locked {p['neurons']} neurons ({p['luts']} with their LUT, {p['relays']} relays), "
-            f"{p['head_counters']} head counters ({p['head_registers']} registers, {p['head_hops']} hops) and "
+            f"{p['head_counters']} head counters ({p['head_registers']} registers, {p['head_hops']} hops), "
+            f"{p['argmax_groups']} argmax relay groups ({p['argmax_cells']} cells, {p['argmax_chained']} delay "
+            f"registers) and "
             f"{p['encoder_bits']} encoder bits on {p['tiles']} tiles; not locked: {p['not_locked'] or 'none'}")
     if stages:
         how = result["synthesis"]

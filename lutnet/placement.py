@@ -14,7 +14,10 @@ head built with one LUT between registers (``PipelineOptions.one_lut_head``) has
 placed the same way, a counter with its relays a tile, on the same square
 (:func:`_head_counters`), and the hop registers that ``PipelineOptions.head_hops`` puts before
 the counters' relays (:func:`head_hops` chooses how many) along the routes they split. The
-argmax, the output buffer and the glue are left to nextpnr.
+head's argmax, built with relays too (:func:`lutnet.hdl.argmax.build_one_lut_argmax`), has each
+relay register in a tile of its own with the LUTs that read it, on the same square, near the
+roots of the classes it compares (:func:`argmax_plan`), and its delay lines in free flip-flops
+along their way (:func:`_lock_chains`). The output buffer and the glue are left to nextpnr.
 
 The placement is a ``BEL`` attribute on each locked cell of the flat Yosys netlist, which
 nextpnr-ecp5 honours. What cannot be locked is left to nextpnr and counted by reason:
@@ -228,6 +231,23 @@ def counter_plan(net: Network) -> list:
     return plan
 
 
+def argmax_plan(net: Network, plan: list) -> list:
+    """The relay registers of the argmax of a one-LUT group-sum head built with relays
+    (:func:`lutnet.hdl.argmax.one_lut_argmax_relay_groups`), as (signal name, position in the
+    layout's unit square): the mean of the roots (the last counters, :func:`counter_plan`
+    ``plan``) of the classes its bits depend on. Each takes a tile with the LUTs that read it;
+    empty without counters."""
+    from .hdl.argmax import one_lut_argmax_relay_groups
+
+    if not plan:
+        return []
+    last = max(k["stage"] for k in plan)
+    roots = {c: np.mean([k["at"] for k in plan if k["cls"] == c and k["stage"] == last], axis=0)
+             for c in {k["cls"] for k in plan}}
+    return [(name, tuple(np.mean([roots[c] for c in classes], axis=0)))
+            for name, classes in one_lut_argmax_relay_groups(net.head.n_classes, net.head.score_bits)]
+
+
 def _head_counters(module: dict, net: Network, prefix: str, driver, readers, skipped) -> list:
     """:func:`counter_plan` with each counter's cells in the flat netlist ``module``:
     ``relays`` (flip-flops), ``pairs`` ((flip-flop, LUT or None) per output) and ``hop_ffs``
@@ -267,21 +287,21 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, readers, ski
 
 
 #: Tiles a head relay's route may cross before ``--hops`` splits it. On the local MNIST core a
-#: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %,
-#: but the whole placed core (``--place --always-ready --hops TILES``) is fastest with fewer
-#: hops, which leave the argmax room near the counters: 284.1, 297.1, 332.2, 338.6 and
-#: 335.0 MHz for 8, 12, 16, 20 and 24 tiles.
-HOP_TILES = 20
+#: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %.
+#: With the argmax placed by nextpnr, fewer and longer hops left it room near the counters
+#: (284.1, 297.1, 332.2, 338.6 and 335.0 MHz for 8, 12, 16, 20 and 24 tiles); with the argmax
+#: placed by lutnet too, 10 tiles beat 20 (402.7 against 334.1 MHz).
+HOP_TILES = 10
 
 
-def _layout_tiles(neuron_points: list, plan: list, n_encoder: int):
-    """The square's side and the tiles of the neurons and of the head's counters (see
-    :func:`lock_layers`)."""
-    side = max(math.ceil(math.sqrt(len(neuron_points) + len(plan))),
-               math.ceil(math.sqrt(n_encoder / len(SPARE))))
-    tiles = _assign(list(neuron_points) + [k["at"] for k in plan], side, 1,
-                    weights=[NEURON_WEIGHT] * len(neuron_points) + [1] * len(plan))
-    return side, tiles[:len(neuron_points)], tiles[len(neuron_points):]
+def _layout_tiles(neuron_points: list, plan: list, n_encoder: int, argmax: list = ()):
+    """The square's side and the tiles of the neurons, of the head's counters and of the
+    argmax's relay groups (see :func:`lock_layers`)."""
+    n, c = len(neuron_points), len(plan)
+    side = max(math.ceil(math.sqrt(n + c + len(argmax))), math.ceil(math.sqrt(n_encoder / len(SPARE))))
+    tiles = _assign(list(neuron_points) + [k["at"] for k in plan] + [at for _, at in argmax], side, 1,
+                    weights=[NEURON_WEIGHT] * n + [1] * (c + len(argmax)))
+    return side, tiles[:n], tiles[n:n + c], tiles[n + c:]
 
 
 def _sources(plan: list, counter_tiles: list, member_tile) -> list:
@@ -322,8 +342,9 @@ def head_hops(net: Network, options, tiles: int = HOP_TILES) -> tuple:
         return ()
     pos = locality.net_positions(net)
     neurons = _lockable_neurons(net, options)
-    side, neuron_tiles, counter_tiles = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
-                                                      net.encoder.n_out)
+    argmax = argmax_plan(net, plan) if options.relay_inputs else []
+    side, neuron_tiles, counter_tiles, _ = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
+                                                         net.encoder.n_out, argmax)
     return _hops_needed(plan, counter_tiles, _sources(plan, counter_tiles,
                                                       _member_tile(net, dict(zip(neurons, neuron_tiles)), pos, side)),
                         tiles)
@@ -396,14 +417,20 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     # NEURON_WEIGHT); the encoder's bits go into the neurons' spare flip-flops, the head's hops
     # into the flip-flops left, along their routes.
     plan = _head_counters(module, net, prefix, driver, readers, skipped)
-    side, neuron_tiles, counter_tiles = _layout_tiles([n[0] for n in neurons], plan, len(encoder))
-    rows = [y for y in range(ORIGIN, ORIGIN + side + len(skip_rows)) if y not in set(skip_rows)]
+    argmax = argmax_plan(net, plan)     # a relayed argmax (--place), if the netlist has one
+    if not any(f"{prefix}head.{name}" in names for name, _ in argmax):
+        argmax = []
+    side, neuron_tiles, counter_tiles, argmax_tiles = _layout_tiles([n[0] for n in neurons], plan,
+                                                                    len(encoder), argmax)
+    # the argmax's delay lines may take a margin of tiles beyond the square, right and below
+    margin = max(2, side // 4) if argmax else 0
+    rows = [y for y in range(ORIGIN, ORIGIN + side + margin + len(skip_rows)) if y not in set(skip_rows)]
 
     def bel(tile, slot):
         return f"X{ORIGIN + tile[0]}/Y{rows[tile[1]]}/{slot}"
 
     all_tiles = [(x, y) for y in range(side) for x in range(side)]
-    free = [t for t in all_tiles if t not in set(counter_tiles)]
+    free = [t for t in all_tiles if t not in set(counter_tiles) | set(argmax_tiles)]
     # an encoder bit goes where the neurons that read it are (the mean of their tiles), not to
     # its own layout position: its relays' routes are then as short as the readers' spread allows
     read_at = defaultdict(list)
@@ -432,15 +459,171 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     for (_, ff), t in zip(encoder, encoder_tiles):
         cells[ff]["attributes"]["BEL"] = bel(t, SPARE[spare[t]])
         spare[t] += 1
+    argmax_cells = _lock_argmax(cells, names, prefix, argmax, argmax_tiles, driver, readers, skipped, bel)
     hops = _lock_hops(cells, plan, counter_tiles, _sources(
         plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
-        neuron_tiles, spare, all_tiles, bel)
-    used = set(neuron_tiles) | set(encoder_tiles) | set(counter_tiles)
+        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles)], bel)
+    chained = 0
+    if argmax:
+        ends = [t for (name, _), t in zip(argmax, argmax_tiles) if name.startswith("relay_argmax_index")]
+        end = np.mean([[int(m[1]), int(m[2])] for m in (_XY.match(bel(t, "")) for t in ends or argmax_tiles)],
+                      axis=0)
+        chained = _lock_chains(cells, names, (f"{prefix}head.argmax", f"{prefix}head.o"), driver,
+                               [bel((x, y), slot) for y in range(side + margin) for x in range(side + margin)
+                                for slot in TILE_FFS], skipped, end,
+                               {tuple(int(v) for v in _XY.match(bel(t, "")).groups()) for t in neuron_tiles})
+    used = set(neuron_tiles) | set(encoder_tiles) | set(counter_tiles) | set(argmax_tiles)
     return {"neurons": len(neurons), "luts": sum(1 for n in neurons if n[2] is not None),
-            "head_counters": len(plan),
+            "head_counters": len(plan), "argmax_groups": len(argmax), "argmax_cells": argmax_cells,
+            "argmax_chained": chained,
             "head_registers": sum(sum(r is not None for r in k["relays"]) + len(k["pairs"]) for k in plan),
             "head_hops": hops, "relays": relays_locked, "encoder_bits": len(encoder), "tiles": len(used),
             "square": side, "skip_rows": sorted(skip_rows), "not_locked": dict(sorted(skipped.items()))}
+
+
+#: A tile of the argmax: up to four LUTs reading one relay register, each LUT with its flip-flop
+#: in a slice's first pair, the relays in the second flip-flops, then the first ones left.
+ARGMAX_LUTS = tuple((f"SLICE{s}.FF0", f"SLICE{s}.K0") for s in "ABCD")
+ARGMAX_RELAYS = tuple(f"SLICE{s}.FF1" for s in "ABCD")
+
+
+def _lock_argmax(cells: dict, names: dict, prefix: str, argmax: list, tiles: list, driver, readers,
+                 skipped, bel) -> int:
+    """Lock each relay register of the argmax (:func:`argmax_plan`) in its tile with the LUT4s
+    that read it and their flip-flops; returns how many cells were locked."""
+    lut_of_bit = defaultdict(list)      # net bit -> LUT4s reading it
+    ff_of_d = {}                        # net bit -> the flip-flop loading it
+    for cname, cell in cells.items():
+        if cell["type"] == "LUT4":
+            for port in "ABCD":
+                for bit in cell["connections"].get(port, []):
+                    lut_of_bit[bit].append(cname)
+        elif cell["type"] == "TRELLIS_FF":
+            ff_of_d[cell["connections"]["DI"][0]] = cell["connections"]["Q"][0]
+    locked = set()
+    for (name, _), t in zip(argmax, tiles):
+        bits = [b for b in names.get(f"{prefix}head.{name}", {}).get("bits", []) if isinstance(b, int)]
+        relays = [ff for ff in (_plain_ff(cells, driver, b, skipped, "argmax relay") for b in bits) if ff]
+        luts = list(dict.fromkeys(lut for b in bits for lut in lut_of_bit.get(b, [])))
+        pairs = []
+        for lut in luts:
+            z = cells[lut]["connections"]["Z"][0]
+            ff = _plain_ff(cells, driver, ff_of_d[z], skipped, "argmax LUT flip-flop") \
+                if readers[z] == 1 and z in ff_of_d else None
+            pairs.append((lut, ff))
+        if len(pairs) > len(ARGMAX_LUTS) or len(relays) > len(ARGMAX_RELAYS) + len(ARGMAX_LUTS) - len(pairs):
+            skipped["argmax group: more cells than a tile"] += 1
+            continue
+        if any(c in locked for c in relays + [x for pair in pairs for x in pair if x]):
+            skipped["argmax group: a cell in another group"] += 1
+            continue
+        slots = list(ARGMAX_RELAYS) + [ff for ff, _ in ARGMAX_LUTS[len(pairs):]]
+        for (lut, ff), (ff_slot, lut_slot) in zip(pairs, ARGMAX_LUTS):
+            cells[lut]["attributes"]["BEL"] = bel(t, lut_slot)
+            locked.add(lut)
+            if ff is not None:
+                cells[ff]["attributes"]["BEL"] = bel(t, ff_slot)
+                locked.add(ff)
+        for relay, slot in zip(relays, slots):
+            cells[relay]["attributes"]["BEL"] = bel(t, slot)
+            locked.add(relay)
+    return len(locked)
+
+
+_XY = re.compile(r"X(\d+)/Y(\d+)/")
+
+
+def _lock_chains(cells: dict, names: dict, stems: tuple, driver, slots: list, skipped, end,
+                 crowded: set) -> int:
+    """Lock the copy registers (a flip-flop loading another's output) of the nets whose names
+    start with one of ``stems`` that nextpnr would place: the argmax's delay lines and carried
+    bits, and the head's output register. Each goes to the free flip-flop of ``slots`` (BEL
+    names) nearest the point one step of the way from its predecessor (placed first; the chain
+    starts at a locked cell) to the mean of its sinks (the locked cells its chain reaches),
+    chains with sinks first. Chains that reach none (the delayed scores on their way out) head
+    for the tile ``end`` (X, Y) where the index leaves the argmax, a tile a step at most, in
+    flip-flops outside the ``crowded`` tiles (X, Y: the neurons'; there they slowed the layers'
+    routes). Returns how
+    many were locked. (Assigned all at once with the least total squared distance from their
+    share of the way, the delayed scores crowded the argmax's tiles and a few steps took 19
+    tiles; placed by nextpnr, some took 20-33 tiles on the MNIST core.)"""
+    def at(cell):
+        m = _XY.match(cells[cell]["attributes"].get("BEL", ""))
+        return None if m is None else np.array([int(m[1]), int(m[2])], dtype=float)
+
+    readers = defaultdict(list)
+    for name, cell in cells.items():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port) == "input":
+                for bit in bits:
+                    readers[bit].append(name)
+    copies = set()
+    for name, entry in names.items():
+        if name.startswith(stems):
+            for bit in entry["bits"]:
+                ff, port = driver.get(bit, (None, None))
+                if ff is not None and port == "Q" and cells[ff]["type"] == "TRELLIS_FF" \
+                        and at(ff) is None and cells[ff]["connections"]["DI"][0] in driver \
+                        and driver[cells[ff]["connections"]["DI"][0]][1] == "Q" \
+                        and _plain_ff(cells, driver, bit, skipped, "argmax copy") is not None:
+                    copies.add(ff)
+
+    def back(ff):                        # (source position, copies before it) or None
+        steps = 0
+        while ff in copies:
+            ff = driver[cells[ff]["connections"]["DI"][0]][0]
+            steps += 1
+        p = at(ff)
+        return None if p is None else (p, steps)
+
+    def forward(ff):                     # (mean sink position, fewest copies after it)
+        sinks, frontier, steps, seen = [], [ff], 0, {ff}
+        while frontier:
+            nxt = []
+            for f in frontier:
+                for r in readers[cells[f]["connections"]["Q"][0]]:
+                    if r in copies and r not in seen:
+                        seen.add(r)
+                        nxt.append(r)
+                    elif r not in copies and at(r) is not None:
+                        sinks.append((at(r), steps + 1))
+            frontier, steps = nxt, steps + 1
+        if not sinks:                    # on its way out
+            return end, steps, False
+        return np.mean([p for p, _ in sinks], axis=0), min(k for _, k in sinks), True
+
+    order = []
+    for ff in sorted(copies):
+        src = back(ff)
+        if src is not None:
+            order.append((src[1], ff, forward(ff)))
+    taken = {c["attributes"]["BEL"] for c in cells.values() if "BEL" in c["attributes"]}
+    free = [slot for slot in slots if slot not in taken]
+    if not order or len(free) < len(order):
+        return 0
+    # step by step down the chains: each register goes to the free flip-flop nearest the point
+    # one step of the way from its (placed) predecessor to its sink, so every step stays short
+    centres = np.array([[int(m[1]), int(m[2])] for m in map(_XY.match, free)], dtype=float)
+    barred = np.array([tuple(c) in crowded for c in centres.astype(int).tolist()], dtype=bool)
+    used = np.zeros(len(free), dtype=bool)
+    for _, ff, (sink, after, real) in sorted(order, key=lambda x: (not x[2][2], x[0], x[1])):
+        pred = at(driver[cells[ff]["connections"]["DI"][0]][0])
+        if pred is None:                 # its predecessor found no room either
+            skipped["argmax copy: no free flip-flop"] += 1
+            continue
+        step = (sink - pred) / (after + 1)
+        if not real:                     # at most a tile a step towards the end
+            step /= max(1.0, float(np.abs(step).max()))
+        target = pred + step
+        d = ((centres - target) ** 2).sum(axis=1)
+        d[used | (barred & (not real))] = np.inf
+        k = int(np.argmin(d))
+        if not np.isfinite(d[k]):
+            skipped["argmax copy: no free flip-flop"] += 1
+            continue
+        used[k] = True
+        cells[ff]["attributes"]["BEL"] = free[k]
+    return int(used.sum())
 
 
 #: A counter's tile keeps one flip-flop free: a hop may take it.

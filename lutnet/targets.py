@@ -55,11 +55,14 @@ _VENDORS = tuple(_FAMILIES)
 
 
 #: Yosys commands, run before mapping, that keep the relay registers of LUT neurons
-#: (``PipelineOptions.relay_inputs``: registers named ``relay{j}``) apart. Neurons reading the same
-#: bit have equal relays, which ``opt_merge`` would merge back into one register whose output fans
-#: out again. A ``keep`` on the wire does not stop it (measured: digits K = 4 core, 818 instead of
-#: 1,078 flip-flops); on the flip-flop cell it does.
-KEEP_RELAYS = "proc\nsetattr -set keep 1 w:relay* %ci1:+[Q] t:$*dff* %i"
+#: (``PipelineOptions.relay_inputs``: registers named ``relay{j}``, and the argmax's
+#: ``relay_argmax_*``) and of the one-LUT head's counters (``sum{c}_r{s}``, their hops
+#: ``sum{c}_h{s}_{k}``) apart. Neurons reading the same bit have equal relays, which ``opt_merge``
+#: would merge back into one register whose output fans out again (two equal head members, merged,
+#: left one class's counter reading a relay in another class's tile, 32 tiles away). A ``keep`` on
+#: the wire does not stop it (measured: digits K = 4 core, 818 instead of 1,078 flip-flops); on
+#: the flip-flop cell it does.
+KEEP_RELAYS = "proc\nsetattr -set keep 1 w:relay* w:sum*_r* w:sum*_h* %u %u %ci1:+[Q] t:$*dff* %i"
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,19 @@
 against numpy's argmax (first maximum), latency as documented, and one LUT4 between registers
 once mapped to ECP5 (``onelut``)."""
 
+import json
+
 import numpy as np
 import pytest
+from amaranth.back import verilog
 from amaranth.hdl import Cat, ClockDomain, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from lutnet import pnr
 from lutnet.hdl.argmax import build_one_lut_argmax, one_lut_argmax_latency
+from lutnet.synth import run_yosys
 from onelut import lut_depth_violations, netlist_violations
 
 
@@ -18,12 +23,14 @@ class ArgmaxTop(wiring.Component):
     """``i`` (the scores, class ``c`` at ``i[c * w +: w]``) -> the argmax -> ``o`` (index, then
     the delayed scores). ``registered``: scores and outputs go through registers, so that every
     path of the argmax starts and ends at one (the onelut check); otherwise ``o`` is the argmax's
-    own outputs, ``latency`` cycles after ``i``. ``free_running``: ``en`` is a constant 1."""
+    own outputs, ``latency`` cycles after ``i``. ``free_running``: ``en`` is a constant 1.
+    ``relays``: every LUT reads relays of its own."""
 
-    def __init__(self, n, w, *, registered=False, free_running=False):
+    def __init__(self, n, w, *, registered=False, free_running=False, relays=False):
         self.n, self.w, self.registered, self.free_running = n, w, registered, free_running
+        self.relays = relays
         self.class_bits = max(1, (n - 1).bit_length())
-        self.latency = one_lut_argmax_latency(n, w) + 2 * registered
+        self.latency = one_lut_argmax_latency(n, w, relays) + 2 * registered
         super().__init__({"en": In(1), "i": In(n * w), "o": Out(self.class_bits + n * w)})
 
     def elaborate(self, platform):
@@ -36,7 +43,8 @@ class ArgmaxTop(wiring.Component):
                 m.d.sync += scores.eq(self.i)
         w = self.w
         index, delayed, latency = build_one_lut_argmax(
-            m, [scores[c * w:(c + 1) * w] for c in range(self.n)], en=en, name="argmax")
+            m, [scores[c * w:(c + 1) * w] for c in range(self.n)], en=en, name="argmax",
+            relays=self.relays)
         assert latency == self.latency - 2 * self.registered
         assert len(index) == self.class_bits and len(delayed) == self.n * w
         out = Cat(index, delayed)
@@ -67,10 +75,10 @@ def score_vectors(rng, count, n, w):
     return out
 
 
-def run(n, w, vectors, enables, *, registered=False):
+def run(n, w, vectors, enables, *, registered=False, relays=False):
     """Feed ``vectors[k]`` with ``en = enables[k]`` in cycle ``k``; check every cycle's output
     against a model of ``latency`` registers that shift while ``en``."""
-    top = ArgmaxTop(n, w, registered=registered)
+    top = ArgmaxTop(n, w, registered=registered, relays=relays)
     m = Module()
     m.domains.sync = ClockDomain("sync")
     m.submodules.top = top
@@ -113,13 +121,24 @@ def test_pipelined_matches_numpy(n, w):
     assert run(n, w, vectors, [1] * len(vectors)) == len(vectors) - latency
 
 
-@pytest.mark.parametrize("n, w", [(2, 1), (3, 2), (5, 3), (10, 6), (16, 7)])
-def test_enable_holds(n, w):
+@pytest.mark.parametrize("n, w", [(1, 3), (2, 1), (3, 2), (2, 6), (5, 3), (10, 6), (16, 7)])
+def test_relays_match_numpy(n, w):
+    """With relays (two cycles a stage): the same results, ``2 L + 1`` cycles later."""
+    rng = np.random.default_rng([n, w, 2])
+    vectors = score_vectors(rng, 48 + 2 * one_lut_argmax_latency(n, w), n, w)
+    latency = one_lut_argmax_latency(n, w, relays=True)
+    assert latency == (2 * one_lut_argmax_latency(n, w) + 1 if n > 1 else 0)
+    assert run(n, w, vectors, [1] * len(vectors), relays=True) == len(vectors) - latency
+
+
+@pytest.mark.parametrize("n, w, relays", [(2, 1, False), (3, 2, False), (5, 3, False), (10, 6, False),
+                                          (16, 7, False), (3, 2, True), (10, 6, True)])
+def test_enable_holds(n, w, relays):
     """With ``en`` toggling at random, registers hold while it is 0 (the model shifts only on 1)."""
     rng = np.random.default_rng([n, w, 1])
-    vectors = score_vectors(rng, 64, n, w)
+    vectors = score_vectors(rng, 64 + 3 * one_lut_argmax_latency(n, w, relays), n, w)
     enables = rng.random(len(vectors)) < 0.6
-    assert run(n, w, vectors, enables) > 10
+    assert run(n, w, vectors, enables, relays=relays) > 10
 
 
 def test_registered_wrapper_latency():
@@ -158,6 +177,27 @@ def test_bad_scores():
 def test_one_lut4_between_registers(n, w, tmp_path):
     top = ArgmaxTop(n, w, registered=True, free_running=True)
     assert lut_depth_violations(top, top="argmax_top", workdir=tmp_path) == []
+
+
+@pytest.mark.parametrize("n, w", [(10, 6), (5, 2), (4, 1)])
+def test_relays_feed_every_lut(n, w, tmp_path):
+    """With relays, mapped to ECP5 as the build maps it (relays kept apart): one LUT4 between
+    registers, and every LUT4 of the argmax reads only relay registers (``relay_*``)."""
+    top = ArgmaxTop(n, w, registered=True, free_running=True, relays=True)
+    text = verilog.convert(top, name="argmax_top")
+    (tmp_path / "argmax_top.v").write_text(text)
+    run_yosys(f"read_verilog argmax_top.v\n{pnr.synth_script('ecp5', 'argmax_top', 'argmax_top.json')}",
+              tmp_path, name="relays")
+    netlist = json.loads((tmp_path / "argmax_top.json").read_text())
+    assert netlist_violations(netlist, "argmax_top") == []
+    module = netlist["modules"]["argmax_top"]
+    relay_bits = {b for name, net in module["netnames"].items() if name.split(".")[-1].startswith("relay_")
+                  for b in net["bits"]}
+    luts = [c for c in module["cells"].values() if c["type"] == "LUT4"]
+    assert len(luts) > n, len(luts)
+    wrong = [c for c in luts for port in "ABCD" for b in c["connections"].get(port, [])
+             if isinstance(b, int) and b not in relay_bits]
+    assert wrong == [], f"{len(wrong)} LUT4 inputs not from relays"
 
 
 class Compare(wiring.Component):

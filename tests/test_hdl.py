@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Const, Module, Signal
+from amaranth.hdl import Cat, ClockDomain, Const, Module, Signal
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from lutnet import golden, ir
+from lutnet import golden, ir, pnr
+from lutnet.synth import run_yosys
 from lutnet.hdl import (PORTS, EncoderComponent, LutnetTop, PipelineOptions, XnorHeadComponent,
                         XnorLayerComponent, class_bits, generate, to_verilog)
 from lutnet.sim.payload import Design
@@ -704,8 +706,11 @@ def test_one_lut_head_latency_and_relays():
     relayed = GroupSumHeadComponent(head, one_lut=True, relay_inputs=True)
     assert len(counter_stages(50)) == 7
     assert (plain.tree_latency, relayed.tree_latency) == (6, 13)
-    assert relayed.latency - plain.latency == 7
+    # relays: one more cycle before each of the 7 counter stages, and the argmax's stages twice
+    # as long (15 -> 31 cycles)
+    assert relayed.latency - plain.latency == 7 + 16
     assert plain.argmax_latency == one_lut_argmax_latency(10, 6)
+    assert relayed.argmax_latency == one_lut_argmax_latency(10, 6, relays=True) == 31
     hopped = GroupSumHeadComponent(head, one_lut=True, relay_inputs=True, hops=(1, 0, 2))
     assert hopped.latency == relayed.latency + 3
     assert counter_latency(50, True, (1, 0, 2, 0, 0, 0, 0, 5)) == 13 + 3    # past the stages: ignored
@@ -733,6 +738,37 @@ def test_one_lut_head_has_one_lut_between_registers(relays, tmp_path):
     if not relays:
         plain = GroupSumHeadComponent(head, adder_levels_per_stage=1, free_running=True)
         assert lut_depth_violations(plain, top="head", workdir=tmp_path / "plain")
+
+
+class _TwinClasses(wiring.Component):
+    """A one-LUT group-sum head with relays and hops whose two classes read the same bits (as
+    two equal head members, merged by Yosys, would make them)."""
+
+    def __init__(self):
+        self.head = GroupSumHeadComponent(ir.GroupSumHead(2 * 5, 2), one_lut=True, relay_inputs=True,
+                                          hops=(1,), free_running=True)
+        super().__init__({"i": wiring.In(5), "o": wiring.Out(len(self.head.o))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.head = self.head
+        r = Signal(5, reset_less=True)
+        m.d.sync += r.eq(self.i)
+        m.d.comb += [self.head.i.eq(Cat(r, r)), self.o.eq(self.head.o)]
+        return m
+
+
+def test_counter_relays_and_hops_kept_apart(tmp_path):
+    """Synthesis keeps each class's counter relays and hops (as the neurons' relays), even when
+    two classes read the same bits: otherwise one register would feed both classes' counters,
+    wherever ``--place`` puts them."""
+    (tmp_path / "twin.v").write_text(verilog.convert(_TwinClasses(), name="twin"))
+    run_yosys(f"read_verilog twin.v\n{pnr.synth_script('ecp5', 'twin', 'twin.json')}", tmp_path, name="twin")
+    module = json.loads((tmp_path / "twin.json").read_text())["modules"]["twin"]
+    q = {c["connections"]["Q"][0]: name for name, c in module["cells"].items() if c["type"] == "TRELLIS_FF"}
+    for kind in ("r0", "h0_0"):
+        ffs = [{q[b] for b in module["netnames"][f"head.sum{c}_{kind}"]["bits"] if b in q} for c in (0, 1)]
+        assert len(ffs[0]) == len(ffs[1]) == 5 and not ffs[0] & ffs[1], (kind, ffs)
 
 
 def test_registered_comparisons_keep_ties_and_xnor_heads():
