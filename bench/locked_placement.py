@@ -70,7 +70,7 @@ def lockable(module: dict, driver: dict):
     """[(stage net, bit, ff, lut or None)] of the stage outputs' flip-flops that can be locked, and
     {reason: count} of those that cannot; drops the lockable flip-flops' dangling CE/M nets."""
     cells, items, skipped = module["cells"], [], defaultdict(int)
-    readers = placement.loads(cells)
+    readers = placement.readers(cells)
     for net in STAGE_NETS:
         if net not in module["netnames"]:
             continue
@@ -89,7 +89,7 @@ def lockable(module: dict, driver: dict):
             if source is not None and cells[source[0]]["type"] != "LUT4":
                 skipped[f"{net}: fed by a {cells[source[0]]['type']}"] += 1
                 continue
-            if source is not None and readers[cells[source[0]]["connections"]["Z"][0]] > 1:
+            if source is not None and len(readers[cells[source[0]]["connections"]["Z"][0]]) > 1:
                 # a LUT Yosys shares between neurons (or uses elsewhere): locked next to one of its
                 # flip-flops, it crashes nextpnr-ecp5 0.11's placer; the flip-flop is locked alone
                 source = None

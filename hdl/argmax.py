@@ -181,7 +181,6 @@ def _register(m: Module, groups: list, en: Value, name: str, relays: _Relays | N
     One signal per stage: Amaranth copies an expression once per use, a signal is built once."""
     if relays is not None and relay:
         groups = _relay(m, groups, en, name, relays)
-    track = relays
     live = [b for group in groups for b in group if not isinstance(b, int)]
     if not live:
         return [list(group) for group in groups]
@@ -190,14 +189,15 @@ def _register(m: Module, groups: list, en: Value, name: str, relays: _Relays | N
         m.d.sync += sig.eq(Cat(*(_built(b) for b in live)))
     pos = iter(range(len(live)))
     out = [[b if isinstance(b, int) else sig[next(pos)] for b in group] for group in groups]
-    if track is not None:
+    if relays is not None:
         for b, y in zip((b for group in groups for b in group), (y for group in out for y in group)):
             if not isinstance(b, int):
-                track.mark(y, track.classes(b))
+                relays.mark(y, relays.classes(b))
     return out
 
 
-def _delay(m: Module, groups: list, stages: int, en: Value, name: str, relays: _Relays | None = None) -> list:
+def _delay(m: Module, groups: list, stages: int, en: Value, name: str,
+           relays: _Relays | None = None) -> list:
     """``groups`` after ``stages`` registers (see :func:`_register`)."""
     for k in range(stages):
         groups = _register(m, groups, en, f"{name}_d{k + 1}", relays)

@@ -40,7 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from . import locality
 from .ir import LutLayer, Network
 
-__all__ = ["PLAIN_FFS", "PlacementError", "check_net", "drivers", "loads", "lock_layers", "no_slice_row"]
+__all__ = ["PLAIN_FFS", "PlacementError", "check_net", "drivers", "readers", "lock_layers", "no_slice_row"]
 
 #: Yosys commands, between ``synth_ecp5 -run :map_ffs`` and ``-run map_ffs:``, that leave only
 #: plain flip-flops (no synchronous set/reset, no enable): otherwise Yosys folds part of a
@@ -98,15 +98,15 @@ def drivers(cells: dict) -> dict:
     return out
 
 
-def loads(cells: dict) -> dict:
-    """Net bit -> how many cell inputs read it."""
-    loads = defaultdict(int)
-    for cell in cells.values():
+def readers(cells: dict) -> dict:
+    """Net bit -> the cells reading it, once per input that does."""
+    out = defaultdict(list)
+    for name, cell in cells.items():
         for port, bits in cell["connections"].items():
             if cell["port_directions"].get(port) == "input":
                 for b in bits:
-                    loads[b] += 1
-    return loads
+                    out[b].append(name)
+    return out
 
 
 def _plain_ff(cells, driver, bit, skipped, what) -> str | None:
@@ -162,13 +162,13 @@ def _assign(points, side: int, per_tile: int, tiles=None, weights=None) -> list:
     return out
 
 
-def _lut_of(cells, driver, readers, ff, skipped, what) -> str | None:
+def _lut_of(cells, driver, read_by, ff, skipped, what) -> str | None:
     """The LUT4 loading flip-flop ``ff``, if it is one and feeds nothing else (else None; a
     shared one counted in ``skipped``, see the module docstring)."""
     lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
     if lut is None or cells[lut]["type"] == "TRELLIS_FF":
         return None
-    if cells[lut]["type"] != "LUT4" or readers[cells[lut]["connections"]["Z"][0]] > 1:
+    if cells[lut]["type"] != "LUT4" or len(read_by[cells[lut]["connections"]["Z"][0]]) > 1:
         skipped[f"{what} LUT shared or not a LUT4 (flip-flop locked alone)"] += 1
         return None
     return lut
@@ -248,7 +248,7 @@ def argmax_plan(net: Network, plan: list) -> list:
             for name, classes in one_lut_argmax_relay_groups(net.head.n_classes, net.head.score_bits)]
 
 
-def _head_counters(module: dict, net: Network, prefix: str, driver, readers, skipped) -> list:
+def _head_counters(module: dict, net: Network, prefix: str, driver, read_by, skipped) -> list:
     """:func:`counter_plan` with each counter's cells in the flat netlist ``module``:
     ``relays`` (flip-flops), ``pairs`` ((flip-flop, LUT or None) per output) and ``hop_ffs``
     (per relay, the flip-flops of its hop registers, first hop first), found as
@@ -282,7 +282,7 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, readers, ski
         for j in k["outputs"]:
             ff = _plain_ff(cells, driver, out_bits[j], skipped, "head counter") if j < len(out_bits) else None
             if ff is not None:
-                k["pairs"].append((ff, _lut_of(cells, driver, readers, ff, skipped, "head counter")))
+                k["pairs"].append((ff, _lut_of(cells, driver, read_by, ff, skipped, "head counter")))
     return plan
 
 
@@ -290,7 +290,7 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, readers, ski
 #: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %.
 #: With the argmax placed by nextpnr, fewer and longer hops left it room near the counters
 #: (284.1, 297.1, 332.2, 338.6 and 335.0 MHz for 8, 12, 16, 20 and 24 tiles); with the argmax
-#: placed by lutnet too, 10 tiles beat 20 (402.7 against 334.1 MHz).
+#: placed by lutnet too, 10 tiles beat 20 (398.4 against 333.3 MHz).
 HOP_TILES = 10
 
 
@@ -377,7 +377,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     """
     check_net(net)
     cells, names = module["cells"], module["netnames"]
-    driver, readers = drivers(cells), loads(cells)
+    driver, read_by = drivers(cells), readers(cells)
     skipped = defaultdict(int)
     pos = locality.net_positions(net)
     relay_nets = defaultdict(dict)       # layer -> {neuron: relay bits}
@@ -398,7 +398,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
             if ff is None:
                 continue
             relays = [_plain_ff(cells, driver, b, skipped, "relay") for b in relay_nets[i].get(j, [])]
-            lut = _lut_of(cells, driver, readers, ff, skipped, "neuron")
+            lut = _lut_of(cells, driver, read_by, ff, skipped, "neuron")
             neurons.append((tuple(pos[1 + i][j]), ff, lut, [r for r in relays if r], (i, j)))
     if f"{prefix}encoder.o" in names:
         seen = set()                     # equal thresholds: Yosys keeps one flip-flop
@@ -416,7 +416,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     # Neurons and the head's counters share the square (a neuron's displacement weighs more, see
     # NEURON_WEIGHT); the encoder's bits go into the neurons' spare flip-flops, the head's hops
     # into the flip-flops left, along their routes.
-    plan = _head_counters(module, net, prefix, driver, readers, skipped)
+    plan = _head_counters(module, net, prefix, driver, read_by, skipped)
     argmax = argmax_plan(net, plan)     # a relayed argmax (--place), if the netlist has one
     if not any(f"{prefix}head.{name}" in names for name, _ in argmax):
         argmax = []
@@ -426,8 +426,11 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     margin = max(2, side // 4) if argmax else 0
     rows = [y for y in range(ORIGIN, ORIGIN + side + margin + len(skip_rows)) if y not in set(skip_rows)]
 
+    def xy(tile):
+        return ORIGIN + tile[0], rows[tile[1]]
+
     def bel(tile, slot):
-        return f"X{ORIGIN + tile[0]}/Y{rows[tile[1]]}/{slot}"
+        return "X{}/Y{}/".format(*xy(tile)) + slot
 
     all_tiles = [(x, y) for y in range(side) for x in range(side)]
     free = [t for t in all_tiles if t not in set(counter_tiles) | set(argmax_tiles)]
@@ -459,19 +462,17 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     for (_, ff), t in zip(encoder, encoder_tiles):
         cells[ff]["attributes"]["BEL"] = bel(t, SPARE[spare[t]])
         spare[t] += 1
-    argmax_cells = _lock_argmax(cells, names, prefix, argmax, argmax_tiles, driver, readers, skipped, bel)
+    argmax_cells = _lock_argmax(cells, names, prefix, argmax, argmax_tiles, driver, read_by, skipped, bel)
     hops = _lock_hops(cells, plan, counter_tiles, _sources(
         plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
         neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles)], bel)
     chained = 0
     if argmax:
         ends = [t for (name, _), t in zip(argmax, argmax_tiles) if name.startswith("relay_argmax_index")]
-        end = np.mean([[int(m[1]), int(m[2])] for m in (_XY.match(bel(t, "")) for t in ends or argmax_tiles)],
-                      axis=0)
-        chained = _lock_chains(cells, names, (f"{prefix}head.argmax", f"{prefix}head.o"), driver,
-                               [bel((x, y), slot) for y in range(side + margin) for x in range(side + margin)
-                                for slot in TILE_FFS], skipped, end,
-                               {tuple(int(v) for v in _XY.match(bel(t, "")).groups()) for t in neuron_tiles})
+        slots = [bel((x, y), slot) for y in range(side + margin) for x in range(side + margin) for slot in TILE_FFS]
+        chained = _lock_chains(cells, names, (f"{prefix}head.argmax", f"{prefix}head.o"), driver, read_by, slots,
+                               skipped, np.mean([xy(t) for t in ends or argmax_tiles], axis=0),
+                               {xy(t) for t in neuron_tiles})
     used = set(neuron_tiles) | set(encoder_tiles) | set(counter_tiles) | set(argmax_tiles)
     return {"neurons": len(neurons), "luts": sum(1 for n in neurons if n[2] is not None),
             "head_counters": len(plan), "argmax_groups": len(argmax), "argmax_cells": argmax_cells,
@@ -487,29 +488,22 @@ ARGMAX_LUTS = tuple((f"SLICE{s}.FF0", f"SLICE{s}.K0") for s in "ABCD")
 ARGMAX_RELAYS = tuple(f"SLICE{s}.FF1" for s in "ABCD")
 
 
-def _lock_argmax(cells: dict, names: dict, prefix: str, argmax: list, tiles: list, driver, readers,
+def _lock_argmax(cells: dict, names: dict, prefix: str, argmax: list, tiles: list, driver, read_by,
                  skipped, bel) -> int:
     """Lock each relay register of the argmax (:func:`argmax_plan`) in its tile with the LUT4s
     that read it and their flip-flops; returns how many cells were locked."""
-    lut_of_bit = defaultdict(list)      # net bit -> LUT4s reading it
-    ff_of_d = {}                        # net bit -> the flip-flop loading it
-    for cname, cell in cells.items():
-        if cell["type"] == "LUT4":
-            for port in "ABCD":
-                for bit in cell["connections"].get(port, []):
-                    lut_of_bit[bit].append(cname)
-        elif cell["type"] == "TRELLIS_FF":
-            ff_of_d[cell["connections"]["DI"][0]] = cell["connections"]["Q"][0]
+    ff_of_d = {cell["connections"]["DI"][0]: cell["connections"]["Q"][0]     # D bit -> its Q bit
+               for cell in cells.values() if cell["type"] == "TRELLIS_FF"}
     locked = set()
     for (name, _), t in zip(argmax, tiles):
         bits = [b for b in names.get(f"{prefix}head.{name}", {}).get("bits", []) if isinstance(b, int)]
         relays = [ff for ff in (_plain_ff(cells, driver, b, skipped, "argmax relay") for b in bits) if ff]
-        luts = list(dict.fromkeys(lut for b in bits for lut in lut_of_bit.get(b, [])))
+        luts = list(dict.fromkeys(c for b in bits for c in read_by.get(b, []) if cells[c]["type"] == "LUT4"))
         pairs = []
         for lut in luts:
             z = cells[lut]["connections"]["Z"][0]
             ff = _plain_ff(cells, driver, ff_of_d[z], skipped, "argmax LUT flip-flop") \
-                if readers[z] == 1 and z in ff_of_d else None
+                if len(read_by[z]) == 1 and z in ff_of_d else None
             pairs.append((lut, ff))
         if len(pairs) > len(ARGMAX_LUTS) or len(relays) > len(ARGMAX_RELAYS) + len(ARGMAX_LUTS) - len(pairs):
             skipped["argmax group: more cells than a tile"] += 1
@@ -533,7 +527,7 @@ def _lock_argmax(cells: dict, names: dict, prefix: str, argmax: list, tiles: lis
 _XY = re.compile(r"X(\d+)/Y(\d+)/")
 
 
-def _lock_chains(cells: dict, names: dict, stems: tuple, driver, slots: list, skipped, end,
+def _lock_chains(cells: dict, names: dict, stems: tuple, driver, read_by, slots: list, skipped, end,
                  crowded: set) -> int:
     """Lock the copy registers (a flip-flop loading another's output) of the nets whose names
     start with one of ``stems`` that nextpnr would place: the argmax's delay lines and carried
@@ -543,20 +537,13 @@ def _lock_chains(cells: dict, names: dict, stems: tuple, driver, slots: list, sk
     chains with sinks first. Chains that reach none (the delayed scores on their way out) head
     for the tile ``end`` (X, Y) where the index leaves the argmax, a tile a step at most, in
     flip-flops outside the ``crowded`` tiles (X, Y: the neurons'; there they slowed the layers'
-    routes). Returns how
-    many were locked. (Assigned all at once with the least total squared distance from their
+    routes). Returns how many were locked. (Assigned all at once with the least total squared distance from their
     share of the way, the delayed scores crowded the argmax's tiles and a few steps took 19
     tiles; placed by nextpnr, some took 20-33 tiles on the MNIST core.)"""
     def at(cell):
         m = _XY.match(cells[cell]["attributes"].get("BEL", ""))
         return None if m is None else np.array([int(m[1]), int(m[2])], dtype=float)
 
-    readers = defaultdict(list)
-    for name, cell in cells.items():
-        for port, bits in cell["connections"].items():
-            if cell["port_directions"].get(port) == "input":
-                for bit in bits:
-                    readers[bit].append(name)
     copies = set()
     for name, entry in names.items():
         if name.startswith(stems):
@@ -581,7 +568,7 @@ def _lock_chains(cells: dict, names: dict, stems: tuple, driver, slots: list, sk
         while frontier:
             nxt = []
             for f in frontier:
-                for r in readers[cells[f]["connections"]["Q"][0]]:
+                for r in read_by[cells[f]["connections"]["Q"][0]]:
                     if r in copies and r not in seen:
                         seen.add(r)
                         nxt.append(r)
