@@ -171,14 +171,16 @@ def table(title: str, groups: dict):
 _HEAD_ROUTE = re.compile(r"head\.sum\d+_[rh]\d+")
 
 
-def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict, dict]:
+def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict, dict, dict]:
     """Arrivals at the locked neurons by the distance of their farthest input, and at the relay
-    flip-flops (`lutnet build --place`: Q net named ``layerN.relayJ``) and at the head counters'
-    relays and hops (``head.sumC_rS``, ``head.sumC_hS_K``) by that of their source."""
+    flip-flops (`lutnet build --place`: Q net named ``layerN.relayJ``), at the head counters'
+    relays and hops (``head.sumC_rS``, ``head.sumC_hS_K``) and at every locked flip-flop that
+    loads another's output (a route alone: these, the argmax's relays and delay lines) by that
+    of their source."""
     cells = module["cells"]
     relay_bits = {b for name, net in module["netnames"].items() if ".relay" in name for b in net["bits"]}
     head_bits = {b for name, net in module["netnames"].items() if _HEAD_ROUTE.match(name) for b in net["bits"]}
-    neurons, relays, head = defaultdict(list), defaultdict(list), defaultdict(list)
+    neurons, relays, head, routes = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
     for net in report["detailed_net_timings"]:
         for end in net["endpoints"]:
             name, arrival = end["cell"], end["delay"][1]
@@ -190,6 +192,8 @@ def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict, dict
             source = driver.get(cell["connections"]["DI"][0], (None,))[0]
             if source is None:
                 continue
+            if cells[source]["type"] == "TRELLIS_FF":
+                routes[min(distance(cells, source, name), 30) // 3 * 3].append(arrival)
             if cell["connections"]["Q"][0] in relay_bits:
                 relays[min(distance(cells, source, name), 30) // 3 * 3].append(arrival)
             elif cell["connections"]["Q"][0] in head_bits:
@@ -198,7 +202,7 @@ def arrivals(report: dict, module: dict, driver: dict) -> tuple[dict, dict, dict
                 inputs = [driver.get(cells[source]["connections"].get(p, [None])[0]) for p in "ABCD"]
                 far = max((distance(cells, s[0], name) for s in inputs if s), default=0)
                 neurons[min(far, 12)].append(arrival)
-    return neurons, relays, head
+    return neurons, relays, head, routes
 
 
 def late_by_stage(report: dict) -> dict:
@@ -249,13 +253,15 @@ def probe(build: Path, work: Path, per_tile: int, n_seeds: int = 0):
             seeds(build, work, n_seeds, target)
     else:
         module, report = lock_and_place(build, work, per_tile, target)
-    neurons, relays, head = arrivals(report, module, placement.drivers(module["cells"]))
+    neurons, relays, head, routes = arrivals(report, module, placement.drivers(module["cells"]))
     table("locked neurons by their farthest input (tiles; 12: 12 or more, or not locked)", neurons)
     if relays:
         table("relays by the distance of their source (tiles, in threes: 3 is 3-5; 30: 30 or more, "
               "or not locked)", relays)
     if head:
         table("the head counters' relays and hops by the distance of their source (as above)", head)
+    if routes:
+        table("every route from a flip-flop to a flip-flop by its length (as above)", routes)
 
 
 def lock_and_place(build: Path, work: Path, per_tile: int, target) -> tuple[dict, dict]:

@@ -131,12 +131,28 @@ def _plain_ff(cells, driver, bit, skipped, what) -> str | None:
     return ff
 
 
-#: How much more a neuron's displacement from its layout position costs than a head counter's
-#: when both are assigned to tiles together: the counters converge on the middle of the square
-#: and push neurons away, which lengthens the layers' routes (measured on the local MNIST net:
-#: the layers' relays with sources more than 11 tiles away 75 -> 0; the head's relays, which
-#: need more hops anyway, 193 -> 279).
-NEURON_WEIGHT = 2.0
+#: The weights of a point's displacement from its layout position when the neurons, the head's
+#: counters and the argmax's relay groups are assigned to tiles together (a counter's is 1). The
+#: middle of the square is contested: the counters converge on it and push neurons away, which
+#: lengthens the layers' routes, and the argmax's groups pushed out of it lengthen its own.
+#: ``ROOT_WEIGHT`` is a class's last counters'. On the local MNIST core (``--place --always-ready
+#: --hops``) the flip-flop-to-flip-flop routes over 11 tiles (shorter ones arrive within the
+#: 2.16 ns budget but for 2 of 12,030) went from 230 to 84, the longest from 20 to 16 tiles, and Fmax from
+#: 399.2 to 426.1 MHz, with weights 4 / 1.5 / 2 instead of 2 / 1 / 1, the roots on a ring
+#: (``ROOT_RING``) and room for the delay lines (``CHAIN_ROOM``); 4 / 8 / 8 without the ring
+#: left a hole in the middle that the encoder's and the layers' routes had to cross (378.2 MHz).
+NEURON_WEIGHT = 4.0
+ROOT_WEIGHT = 1.5
+ARGMAX_WEIGHT = 2.0
+#: The radius (a share of the square's side) of the ring the classes' roots are pinned to, in
+#: class order, around the middle: every class reads every region, so without it all roots and
+#: the whole argmax want the same few tiles (the counters were 12 tiles from their points at the
+#: median, 20 at most, and needed more hops).
+ROOT_RING = 0.1
+#: One tile left free for the argmax's delay lines for every this many of its relay groups, at
+#: their points: the middle of the square is otherwise full to the last flip-flop, and a delay
+#: line stepping towards its sink found its nearest free flip-flop 13-18 tiles away.
+CHAIN_ROOM = 3
 
 
 def _assign(points, side: int, per_tile: int, tiles=None, weights=None) -> list:
@@ -186,7 +202,9 @@ def counter_plan(net: Network) -> list:
     head's members fixed at their layout positions (each counter at the mean of the counters and
     members it reads and of the counters that read it, relaxed until it settles): a class's
     counters converge on its root in steps of about equal length, where each counter at the
-    centre of its inputs leaves the long steps to the stages after the first."""
+    centre of its inputs leaves the long steps to the stages after the first. The last stage's
+    counters (each class's root) are pinned to a ring of radius :data:`ROOT_RING` around the
+    middle, one point a class."""
     from .hdl.popcount import counter_stages
     from .hdl.top import member_orders
 
@@ -220,8 +238,14 @@ def counter_plan(net: Network) -> list:
             if kind == "counter":
                 neighbours[x].append(n)
     at = np.array([np.mean(f, axis=0) if f else np.full(2, 0.5) for f in fixed])
+    last, classes = max(k["stage"] for k in plan), max(k["cls"] for k in plan) + 1
+    pinned = {n: 0.5 + ROOT_RING * np.array([np.sin(2 * np.pi * k["cls"] / classes),
+                                             np.cos(2 * np.pi * k["cls"] / classes)])
+              for n, k in enumerate(plan) if k["stage"] == last and classes > 1}
+    for n, p in pinned.items():
+        at[n] = p
     for _ in range(200):
-        new = np.array([np.mean(fixed[n] + [at[j] for j in neighbours[n]], axis=0)
+        new = np.array([pinned[n] if n in pinned else np.mean(fixed[n] + [at[j] for j in neighbours[n]], axis=0)
                         if fixed[n] or neighbours[n] else at[n] for n in range(len(at))])
         if np.abs(new - at).max() < 1e-4:
             break
@@ -286,7 +310,9 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, read_by, ski
     return plan
 
 
-#: Tiles a head relay's route may cross before ``--hops`` splits it. On the local MNIST core a
+#: Tiles a head relay's route may cross (columns plus rows: a route's delay follows its Manhattan
+#: length, and hops planned by the larger of the two let diagonal hops of 14-20 tiles through,
+#: 2.2-2.5 ns) before ``--hops`` splits it. On the local MNIST core a
 #: relay whose source is 6-8 tiles away arrives late 1 % of the time, 9-11 tiles away 2-11 %.
 #: With the argmax placed by nextpnr, fewer and longer hops left it room near the counters
 #: (284.1, 297.1, 332.2, 338.6 and 335.0 MHz for 8, 12, 16, 20 and 24 tiles); with the argmax
@@ -294,14 +320,25 @@ def _head_counters(module: dict, net: Network, prefix: str, driver, read_by, ski
 HOP_TILES = 10
 
 
+#: The share of the square's tiles the neurons, counters and argmax groups take; the rest is room
+#: for the encoder's bits, the hops and the delay lines near their points. Placed again on one
+#: netlist of the local MNIST core, the routes over 11 tiles were 169, 132, 143 and 178 for 1.0,
+#: 0.8, 0.7 and 0.6: a full square pushes registers away from their points, a sparse one
+#: spreads the layers.
+TILE_FILL = 0.8
+
+
 def _layout_tiles(neuron_points: list, plan: list, n_encoder: int, argmax: list = ()):
-    """The square's side and the tiles of the neurons, of the head's counters and of the
-    argmax's relay groups (see :func:`lock_layers`)."""
-    n, c = len(neuron_points), len(plan)
-    side = max(math.ceil(math.sqrt(n + c + len(argmax))), math.ceil(math.sqrt(n_encoder / len(SPARE))))
-    tiles = _assign(list(neuron_points) + [k["at"] for k in plan] + [at for _, at in argmax], side, 1,
-                    weights=[NEURON_WEIGHT] * n + [1] * (c + len(argmax)))
-    return side, tiles[:n], tiles[n:n + c], tiles[n + c:]
+    """The square's side and the tiles of the neurons, of the head's counters, of the argmax's
+    relay groups and of the tiles left free for its delay lines (see :func:`lock_layers`)."""
+    n, c, a = len(neuron_points), len(plan), len(argmax)
+    side = max(math.ceil(math.sqrt((n + c + a) / TILE_FILL)), math.ceil(math.sqrt(n_encoder / len(SPARE))))
+    last = max((k["stage"] for k in plan), default=0)
+    room = [at for _, at in argmax][::CHAIN_ROOM]
+    tiles = _assign(list(neuron_points) + [k["at"] for k in plan] + [at for _, at in argmax] + room, side, 1,
+                    weights=[NEURON_WEIGHT] * n + [ROOT_WEIGHT if k["stage"] == last else 1 for k in plan]
+                    + [ARGMAX_WEIGHT] * (a + len(room)))
+    return side, tiles[:n], tiles[n:n + c], tiles[n + c:n + c + a], tiles[n + c + a:]
 
 
 def _sources(plan: list, counter_tiles: list, member_tile) -> list:
@@ -312,12 +349,13 @@ def _sources(plan: list, counter_tiles: list, member_tile) -> list:
 
 
 def _hops_needed(plan: list, counter_tiles: list, sources: list, tiles: int) -> tuple:
-    """Per counter stage, the hops its longest route into a relay needs, ``tiles`` a hop."""
+    """Per counter stage, the hops its longest route into a relay needs, ``tiles`` a hop
+    (columns plus rows)."""
     stages = max(k["stage"] for k in plan) + 1
     longest = [0.0] * stages
     for k, srcs, t in zip(plan, sources, counter_tiles):
         for src in srcs:
-            longest[k["stage"]] = max(longest[k["stage"]], float(np.abs(src - (np.asarray(t) + 0.5)).max()))
+            longest[k["stage"]] = max(longest[k["stage"]], float(np.abs(src - (np.asarray(t) + 0.5)).sum()))
     return tuple(max(0, math.ceil(d / tiles) - 1) for d in longest)
 
 
@@ -343,7 +381,7 @@ def head_hops(net: Network, options, tiles: int = HOP_TILES) -> tuple:
     pos = locality.net_positions(net)
     neurons = _lockable_neurons(net, options)
     argmax = argmax_plan(net, plan) if options.relay_inputs else []
-    side, neuron_tiles, counter_tiles, _ = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
+    side, neuron_tiles, counter_tiles, _, _ = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
                                                          net.encoder.n_out, argmax)
     return _hops_needed(plan, counter_tiles, _sources(plan, counter_tiles,
                                                       _member_tile(net, dict(zip(neurons, neuron_tiles)), pos, side)),
@@ -420,7 +458,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     argmax = argmax_plan(net, plan)     # a relayed argmax (--place), if the netlist has one
     if not any(f"{prefix}head.{name}" in names for name, _ in argmax):
         argmax = []
-    side, neuron_tiles, counter_tiles, argmax_tiles = _layout_tiles([n[0] for n in neurons], plan,
+    side, neuron_tiles, counter_tiles, argmax_tiles, room = _layout_tiles([n[0] for n in neurons], plan,
                                                                     len(encoder), argmax)
     # the argmax's delay lines may take a margin of tiles beyond the square, right and below
     margin = max(2, side // 4) if argmax else 0
@@ -433,7 +471,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
         return "X{}/Y{}/".format(*xy(tile)) + slot
 
     all_tiles = [(x, y) for y in range(side) for x in range(side)]
-    free = [t for t in all_tiles if t not in set(counter_tiles) | set(argmax_tiles)]
+    free = [t for t in all_tiles if t not in set(counter_tiles) | set(argmax_tiles) | set(room)]
     # an encoder bit goes where the neurons that read it are (the mean of their tiles), not to
     # its own layout position: its relays' routes are then as short as the readers' spread allows
     read_at = defaultdict(list)
@@ -465,7 +503,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     argmax_cells = _lock_argmax(cells, names, prefix, argmax, argmax_tiles, driver, read_by, skipped, bel)
     hops = _lock_hops(cells, plan, counter_tiles, _sources(
         plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
-        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles)], bel)
+        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles) | set(room)], bel)
     chained = 0
     if argmax:
         ends = [t for (name, _), t in zip(argmax, argmax_tiles) if name.startswith("relay_argmax_index")]
@@ -525,6 +563,10 @@ def _lock_argmax(cells: dict, names: dict, prefix: str, argmax: list, tiles: lis
 
 
 _XY = re.compile(r"X(\d+)/Y(\d+)/")
+#: How much farther (tiles) than a free flip-flop outside the neurons' tiles one inside may be
+#: for a delayed score on its way out to take it instead: kept out of them altogether, on the
+#: local MNIST core some steps jumped 20 tiles to the first free flip-flop outside.
+CROWDED_TILES = 3.0
 
 
 def _lock_chains(cells: dict, names: dict, stems: tuple, driver, read_by, slots: list, skipped, end,
@@ -537,7 +579,7 @@ def _lock_chains(cells: dict, names: dict, stems: tuple, driver, read_by, slots:
     chains with sinks first. Chains that reach none (the delayed scores on their way out) head
     for the tile ``end`` (X, Y) where the index leaves the argmax, a tile a step at most, in
     flip-flops outside the ``crowded`` tiles (X, Y: the neurons'; there they slowed the layers'
-    routes). Returns how many were locked. (Assigned all at once with the least total squared distance from their
+    routes) unless none is within :data:`CROWDED_TILES` more. Returns how many were locked. (Assigned all at once with the least total squared distance from their
     share of the way, the delayed scores crowded the argmax's tiles and a few steps took 19
     tiles; placed by nextpnr, some took 20-33 tiles on the MNIST core.)"""
     def at(cell):
@@ -602,8 +644,10 @@ def _lock_chains(cells: dict, names: dict, stems: tuple, driver, read_by, slots:
         if not real:                     # at most a tile a step towards the end
             step /= max(1.0, float(np.abs(step).max()))
         target = pred + step
-        d = ((centres - target) ** 2).sum(axis=1)
-        d[used | (barred & (not real))] = np.inf
+        d = np.sqrt(((centres - target) ** 2).sum(axis=1))
+        if not real:
+            d += CROWDED_TILES * barred
+        d[used] = np.inf
         k = int(np.argmin(d))
         if not np.isfinite(d[k]):
             skipped["argmax copy: no free flip-flop"] += 1

@@ -649,7 +649,7 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     if place is None:
         seconds["pnr"] = round(_run(nextpnr, args, work_dir, log, "place and route"), 1)
     else:
-        seconds["pnr"], result["placement"] = _run_placed(work_dir, top, place, args, log)
+        seconds["pnr"], result["placement"] = _run_placed(work_dir, top, place, args, log, target.no_slice_rows)
     report = json.loads((work_dir / "report.json").read_text())
     fmax, by_clock, critical = _timing(report)
     util = {k: [v["used"], v["available"]] for k, v in sorted(report.get("utilization", {}).items())}
@@ -675,10 +675,11 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     return result
 
 
-def _run_placed(work_dir: Path, top: str, place, args: list, log) -> tuple[float, dict]:
-    """nextpnr-ecp5 on ``placed.json``: the netlist with ``place``'s locks, retried with a row
-    left out each time a lock names a row without slices. Returns (seconds, placement info)."""
-    text, skip_rows, total = (work_dir / f"{top}.json").read_text(), [], 0.0
+def _run_placed(work_dir: Path, top: str, place, args: list, log, skip_rows=()) -> tuple[float, dict]:
+    """nextpnr-ecp5 on ``placed.json``: the netlist with ``place``'s locks, the rows ``skip_rows``
+    (without slices) left out, retried with one more left out each time a lock names a row
+    without slices. Returns (seconds, placement info)."""
+    text, skip_rows, total = (work_dir / f"{top}.json").read_text(), list(skip_rows), 0.0
     while True:
         netlist = json.loads(text)
         info = place(netlist["modules"][top], list(skip_rows))

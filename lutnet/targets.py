@@ -48,6 +48,7 @@ _TABLES = {
     "clock": (False, {"pin": (str, True), "hz": (int, True), "iostandard": (str, False)}),
     "uart": (False, {"rx": (str, True), "tx": (str, True), "baud": (int, True), "iostandard": (str, False)}),
     "leds": (False, {"pins": (list, True), "active_low": (bool, True), "iostandard": (str, False)}),
+    "fabric": (False, {"no_slice_rows": (list, False)}),
 }
 #: vendor -> families it has, and the LUT size of those families.
 _FAMILIES = {"lattice": {"ice40": 4, "ecp5": 4}, "xilinx": {"xc7": 6, "xcup": 6}}
@@ -69,7 +70,8 @@ KEEP_RELAYS = "proc\nsetattr -set keep 1 w:relay* w:sum*_r* w:sum*_h* %u %u %ci1
 class Target:
     """One target from a board file. ``capacity`` has ``luts``, ``ffs`` and ``bram_kbits``;
     ``clock`` (``pin``, ``hz``), ``uart`` (``rx``, ``tx``, ``baud``; the FPGA's view: it receives
-    on ``rx``) and ``leds`` (``pins``, ``active_low``) are None on a part-only target."""
+    on ``rx``) and ``leds`` (``pins``, ``active_low``) are None on a part-only target; ``fabric``
+    (``no_slice_rows``) is optional anywhere."""
     name: str
     description: str
     vendor: str
@@ -83,6 +85,14 @@ class Target:
     clock: dict | None = None
     uart: dict | None = None
     leds: dict | None = None
+    fabric: dict | None = None
+
+    @property
+    def no_slice_rows(self) -> list:
+        """Rows (Y) of the part's grid without logic slices (``[fabric] no_slice_rows``, known
+        from nextpnr's errors): ``lutnet build --place`` leaves them out from the start instead
+        of learning them one failed nextpnr run at a time."""
+        return list((self.fabric or {}).get("no_slice_rows", []))
 
     @property
     def has_pins(self) -> bool:
@@ -206,6 +216,8 @@ def parse(data: dict, where: str) -> Target:
     if (fields["clock"] is None) != (fields["uart"] is None):
         have, lack = ("clock", "uart") if fields["uart"] is None else ("uart", "clock")
         raise TargetError(f"{where}: has [{have}] but no [{lack}] (a board needs both; a part-only target neither)")
+    for i, row in enumerate((fields["fabric"] or {}).get("no_slice_rows", [])):
+        _check(row, int, f"{where}: field fabric.no_slice_rows[{i}]")
     if fields["leds"] is not None:
         pins = fields["leds"]["pins"]
         for i, p in enumerate(pins):

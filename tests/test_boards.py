@@ -38,6 +38,7 @@ def test_board_pins_and_parts():
     ulx = targets.load("ulx3s-85f")
     assert (ulx.device, ulx.package, ulx.speed_grade, ulx.clock["pin"]) == ("85k", "CABGA381", "6", "G2")
     assert (ulx.uart["rx"], ulx.uart["tx"], len(ulx.leds["pins"]), ulx.leds["active_low"]) == ("M1", "L4", 8, False)
+    assert ulx.no_slice_rows == [10, 22, 34, 46] and targets.load("icebreaker").no_slice_rows == []
     arty = targets.load("arty-a7-35t")
     assert (arty.device, arty.clock["pin"], arty.clock["hz"]) == ("xc7a35ticsg324-1L", "E3", 100_000_000)
     assert (arty.uart["rx"], arty.uart["tx"], arty.leds["pins"]) == ("A9", "D10", ["H5", "J5", "T9", "T10"])
@@ -63,6 +64,8 @@ def test_board_pins_and_parts():
     (lambda s: s.split("[clock]")[0] + "[uart]" + s.split("[uart]")[1], "has [uart] but no [clock]"),
     (lambda s: s.replace('name = "icebreaker"', 'name = "other"'), "field 'name' is 'other'"),
     (lambda s: s + "\n[capacity\n", "board file"),
+    (lambda s: s + '\n[fabric]\nno_slice_rows = [10, "22"]\n', "field fabric.no_slice_rows[1] must be an integer"),
+    (lambda s: s + "\n[fabric]\nno_slice_rows = 10\n", "field fabric.no_slice_rows must be a list"),
 ])
 def test_broken_board_file_names_the_field(tmp_path, edit, needle):
     (tmp_path / "icebreaker.toml").write_text(edit(ICEBREAKER))

@@ -199,17 +199,51 @@ def test_place_locks_each_neuron_with_its_relays(placed):
 
 
 def test_head_hops_follow_the_distances():
-    """--place --hops asks for hops where a stage's routes are longer than HOP_TILES: none on the
-    small test net, some on a wide one whose classes spread over a large square."""
+    """--place --hops asks for hops where a stage's routes are longer than HOP_TILES, counted in
+    tiles crossed (Manhattan: a diagonal of 8 by 8 tiles is 16 tiles of wire): more on a wide
+    net whose classes spread over a large square, none when a hop may be as long as the square."""
+    plan = [{"stage": 0}]
+    assert placement._hops_needed(plan, [(0, 0)], [[np.array([8.5, 8.5])]], 10) == (1,)
+    assert placement._hops_needed(plan, [(0, 0)], [[np.array([8.5, 0.5])]], 10) == (0,)
     options = PipelineOptions(relay_inputs=True, stall_free=True, one_lut_head=True)
     net = k4_net()
-    assert placement.head_hops(net, options) == (0,) * len(counter_stages(net.head.group))
+    small = placement.head_hops(net, options)
+    assert len(small) == len(counter_stages(net.head.group))
+    assert placement.head_hops(net, options, tiles=1000) == (0,) * len(small)
     wide = k4_net(widths=(900, 600), classes=10)
     hops = placement.head_hops(wide, options)
-    assert len(hops) == len(counter_stages(60)) and any(hops) and not all(hops)
+    assert len(hops) == len(counter_stages(60)) and sum(hops) > sum(small)
     # shorter routes need more hops
     short = placement.head_hops(wide, options, tiles=8)
     assert all(a >= b for a, b in zip(short, hops)) and sum(short) > sum(hops)
+
+
+def test_roots_on_a_ring_and_room_for_the_delay_lines():
+    """Every class reads every region, so all roots would converge on the middle: each class's
+    last counters are pinned to their own point of a ring around it, and the layout leaves free
+    tiles among the argmax's groups for its delay lines."""
+    net = k4_net(widths=(900, 600), classes=10)
+    plan = placement.counter_plan(net)
+    last = max(k["stage"] for k in plan)
+    roots = {k["cls"]: np.asarray(k["at"]) for k in plan if k["stage"] == last}
+    assert len(roots) == 10
+    for c, at in roots.items():
+        assert np.linalg.norm(at - 0.5) == pytest.approx(placement.ROOT_RING)
+    assert min(np.linalg.norm(roots[a] - roots[b]) for a in roots for b in roots if a < b) > 0.05
+    # the counters between the members and a root still sit at the mean of what they read
+    inner = [k for k in plan if k["stage"] < last]
+    assert all(0 <= x <= 1 for k in inner for x in k["at"])
+
+    argmax = placement.argmax_plan(net, plan)
+    neurons = [tuple(p) for p in np.random.default_rng(0).random((1500, 2))]
+    side, neuron_tiles, counter_tiles, argmax_tiles, room = placement._layout_tiles(neurons, plan, 784, argmax)
+    assert len(room) == len(argmax[::placement.CHAIN_ROOM]) > 0
+    taken = neuron_tiles + counter_tiles + argmax_tiles + room
+    assert len(set(taken)) == len(taken)                  # one thing a tile
+    assert side * side * placement.TILE_FILL >= len(neuron_tiles) + len(counter_tiles) + len(argmax_tiles)
+    middle = np.mean(argmax_tiles, axis=0)
+    spread = np.median([np.abs(np.subtract(t, middle)).sum() for t in argmax_tiles])
+    assert np.median([np.abs(np.subtract(t, middle)).sum() for t in room]) <= spread + 2
 
 
 def test_placed_neurons_fit_the_budget(placed):
