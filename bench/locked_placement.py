@@ -51,11 +51,13 @@ _BEL = re.compile(r"X(\d+)/Y(\d+)/SLICE")
 _NO_BEL = re.compile(r"No Bel named 'X\d+/Y(\d+)/")
 
 
-def nextpnr(work: Path, netlist: str, report: str, target, seed: int = pnr.SEED) -> dict:
-    """Place and route ``netlist`` as the build does (with ``seed``); the report, or the error line."""
-    args = ["--json", netlist, "--top", TOP, "--freq", "25", "--seed", str(seed), "--report", report,
+def nextpnr(work: Path, netlist: str, report: str, target, seed: int = pnr.SEED, goal: float = 25,
+            ripup: bool = False) -> dict:
+    """Place and route ``netlist`` as the build does (with ``seed``, the timing ``goal`` in MHz and
+    ``ripup``, see ``lutnet.flow.PLACE_GOAL``); the report, or the error line."""
+    args = ["--json", netlist, "--top", TOP, "--freq", f"{goal:g}", "--seed", str(seed), "--report", report,
             "--detailed-timing-report", "--timing-allow-fail", "-q", "--out-of-context",
-            f"--{target.device}", "--package", target.package]
+            f"--{target.device}", "--package", target.package] + (["--tmg-ripup"] if ripup else [])
     if getattr(target, "speed_grade", ""):
         args += ["--speed", str(target.speed_grade)]
     done = subprocess.run(pnr.tool_command("nextpnr-ecp5") + args, cwd=work, capture_output=True, text=True)
@@ -217,13 +219,15 @@ def late_by_stage(report: dict) -> dict:
     return {s: (late[s], total[s]) for s in sorted(total)}
 
 
-def seeds(build: Path, work: Path, n: int, target):
-    """Place and route the build's locked netlist again with seeds 1..n: Fmax for each, and the
-    median (nextpnr's placement of the cells lutnet leaves to it moves Fmax by +-10 %)."""
+def seeds(build: Path, work: Path, n: int, target, pnr_result: dict):
+    """Place and route the build's locked netlist again with seeds 1..n, with the build's goal and
+    ripup: Fmax for each, and the median (nextpnr's placement of the cells lutnet leaves to it
+    moves Fmax by +-10 %)."""
     shutil.copy(build / "pnr" / "placed.json", work / "placed.json")
     fmax = []
     for seed in range(1, n + 1):
-        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed)
+        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed, pnr_result["target_mhz"],
+                         pnr_result.get("ripup", False))
         if "error" in report:
             sys.exit(f"nextpnr-ecp5 failed (seed {seed}): {report['error']}")
         fmax.append(report["fmax"]["clk"]["achieved"])
@@ -250,7 +254,7 @@ def probe(build: Path, work: Path, per_tile: int, n_seeds: int = 0):
         print(f"register inputs over {BUDGET_NS} ns: "
               + ", ".join(f"{s} {late}/{total}" for s, (late, total) in late_by_stage(report).items()))
         if n_seeds:
-            seeds(build, work, n_seeds, target)
+            seeds(build, work, n_seeds, target, summary["pnr"])
     else:
         module, report = lock_and_place(build, work, per_tile, target)
     neurons, relays, head, routes = arrivals(report, module, placement.drivers(module["cells"]))

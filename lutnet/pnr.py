@@ -545,7 +545,7 @@ def _timing(report: dict) -> tuple[float | None, dict, dict | None]:
 def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bool = True,
                     freq_mhz: float | None = None, bitstream: bool = True, stages=None,
                     workers: int | None = None, check=None, stage_parent: str | None = None,
-                    place=None, log=print) -> dict:
+                    place=None, ripup: bool = False, log=print) -> dict:
     """Synthesize ``top`` with Yosys, place and route it with nextpnr on ``target``'s part and, for
     a board top, pack the bitstream; all in ``work_dir``.
 
@@ -579,6 +579,10 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     (``plain_ffs`` of :func:`synth_script`). A lock in a row without slices makes nextpnr fail
     naming it: the row is added to ``skip_rows`` and the cells locked again.
 
+    ``ripup``: nextpnr's router rips up and routes again the nets that miss the goal
+    (``--tmg-ripup``); it acts only when the goal is above Fmax and within reach (see
+    :data:`lutnet.flow.PLACE_GOAL`).
+
     Returns ``tool``, ``luts`` (LUT4), ``ffs``, ``carry``, ``brams`` (Yosys counts), ``ios``,
     ``fmax_mhz`` (worst clock), ``fmax_by_clock``, ``target_mhz``, ``timing_met``,
     ``critical_path`` (ns of logic / routing of the worst clocked path), ``bitstream`` (file name
@@ -610,7 +614,7 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     seconds = {"synth": round(synth_s, 1)}
     result = {"tool": f"yosys+{nextpnr}", **counts, "ios": 0, "fmax_mhz": None, "fmax_by_clock": {},
               "target_mhz": round(freq_mhz, 3), "timing_met": None, "critical_path": None,
-              "bitstream": None, "utilisation": {}, "cells": cells, "seed": SEED, "synthesis": how}
+              "bitstream": None, "utilisation": {}, "cells": cells, "seed": SEED, "ripup": ripup, "synthesis": how}
 
     stop = check(result) if check is not None else None
     if stop:
@@ -624,6 +628,8 @@ def place_and_route(work_dir, verilog_files, top: str, target, *, board_pins: bo
     args += [f"--{target.device}", "--package", target.package]
     if family == "ecp5" and getattr(target, "speed_grade", ""):
         args += ["--speed", str(target.speed_grade)]
+    if ripup:
+        args += ["--tmg-ripup"]
     per_stage = family == "ecp5" and stage_parent is not None
     if per_stage:
         args += ["--detailed-timing-report"]

@@ -5,11 +5,12 @@ it, checked on the netlist nextpnr placed."""
 import json
 import re
 from collections import Counter
+from importlib import resources
 
 import numpy as np
 import pytest
 
-from lutnet import flow, placement
+from lutnet import flow, placement, targets
 from lutnet.cli import main
 from lutnet.hdl import LutnetTop, PipelineOptions
 from lutnet.hdl.popcount import counter_stages
@@ -57,8 +58,10 @@ def test_place_locks_each_neuron_with_its_relays(placed):
     driver = {b: (c, p) for c, cell in cells.items() for p, bits in cell["connections"].items()
               if cell["port_directions"].get(p) == "output" for b in bits}
     p = s["pnr"]["placement"]
-    # row 10 of the 85F holds block RAM: nextpnr named it and the cells were locked again without it
+    # row 10 of the 85F holds block RAM (the board file says so): no cell was locked in it
     assert 10 in p["skip_rows"] and not any(tile(c) and tile(c)[1] in p["skip_rows"] for c in cells.values())
+    # routed for 0.8 of the fabric ceiling, the late nets ripped up
+    assert s["pnr"]["ripup"] and s["pnr"]["target_mhz"] == round(flow.PLACE_GOAL * s["pnr"]["ceiling_mhz"], 1)
     # --place turned on the relays and the free-running pipeline
     top = LutnetTop(net, options=PipelineOptions(adder_levels_per_stage=1, relay_inputs=True,
                                                  stall_free=True, one_lut_head=True, head_hops=HOPS))
@@ -296,6 +299,23 @@ def test_place_refuses_nets_it_cannot_place():
     xnor = random_net(rng, features=4, input_bits=2, levels=1, widths=[6], classes=2)
     with pytest.raises(placement.PlacementError, match="this net has none"):
         placement.check_net(xnor)
+
+
+def test_rows_without_slices_learned_from_nextpnr(tmp_path, monkeypatch):
+    """A board file that does not name its part's rows without slices: nextpnr names each row a
+    lock falls in, and the cells are locked again without it."""
+    board = (resources.files("lutnet.boards") / "ulx3s-85f.toml").read_text()
+    board = board.split("[fabric]")[0].replace('name = "ulx3s-85f"', 'name = "ulx3s-plain"')
+    (tmp_path / "ulx3s-plain.toml").write_text(board)
+    monkeypatch.setenv("LUTNET_BOARDS", str(tmp_path))
+    assert targets.load("ulx3s-plain").no_slice_rows == []
+    net = k4_net()
+    net.save(tmp_path / "model.npz")
+    lines = []
+    s = flow.build(tmp_path / "model.npz", tmp_path / "build", board="ulx3s-plain", core_only=True, place=True,
+                   pipeline={"adder_levels_per_stage": 1}, log=lines.append)
+    assert 10 in s["pnr"]["placement"]["skip_rows"] and s["pnr"]["fmax_mhz"]
+    assert any("row 10 has no slices; locking again without it" in line for line in lines)
 
 
 def test_no_slice_row():
