@@ -219,23 +219,24 @@ def late_by_stage(report: dict) -> dict:
     return {s: (late[s], total[s]) for s in sorted(total)}
 
 
-def seeds(build: Path, work: Path, n: int, target, pnr_result: dict):
-    """Place and route the build's locked netlist again with seeds 1..n, with the build's goal and
-    ripup: Fmax for each, and the median (nextpnr's placement of the cells lutnet leaves to it
-    moves Fmax by +-10 %)."""
+def seeds(build: Path, work: Path, n: int, target, goal: float, ripup: bool):
+    """Place and route the build's locked netlist again with seeds 1..n, the timing ``goal`` (MHz)
+    and ``ripup``: Fmax for each, and the median (nextpnr's placement of the cells lutnet leaves
+    to it moves Fmax by +-10 %)."""
     shutil.copy(build / "pnr" / "placed.json", work / "placed.json")
     fmax = []
     for seed in range(1, n + 1):
-        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed, pnr_result["target_mhz"],
-                         pnr_result.get("ripup", False))
+        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed, goal, ripup)
         if "error" in report:
             sys.exit(f"nextpnr-ecp5 failed (seed {seed}): {report['error']}")
         fmax.append(report["fmax"]["clk"]["achieved"])
-    print(f"Fmax with seeds 1-{n} (MHz): {', '.join(f'{f:.1f}' for f in fmax)}; median "
+    print(f"Fmax with seeds 1-{n}, goal {goal:g} MHz{', rip-up' if ripup else ''} (MHz): "
+          f"{', '.join(f'{f:.1f}' for f in fmax)}; median "
           f"{statistics.median(fmax):.1f}, best {max(fmax):.1f} (seed {fmax.index(max(fmax)) + 1})")
 
 
-def probe(build: Path, work: Path, per_tile: int, n_seeds: int = 0):
+def probe(build: Path, work: Path, per_tile: int, n_seeds: int = 0, goal: float | None = None,
+          ripup: bool | None = None):
     if not (build / "pnr" / f"{TOP}.json").is_file() or not (build / "summary.json").is_file():
         sys.exit(f"{build}: not a `lutnet build --core-only` ECP5 build (no summary.json, pnr/{TOP}.json)")
     summary = json.loads((build / "summary.json").read_text())
@@ -254,7 +255,9 @@ def probe(build: Path, work: Path, per_tile: int, n_seeds: int = 0):
         print(f"register inputs over {BUDGET_NS} ns: "
               + ", ".join(f"{s} {late}/{total}" for s, (late, total) in late_by_stage(report).items()))
         if n_seeds:
-            seeds(build, work, n_seeds, target, summary["pnr"])
+            pnr_result = summary["pnr"]
+            seeds(build, work, n_seeds, target, pnr_result["target_mhz"] if goal is None else goal,
+                  pnr_result.get("ripup", False) if ripup is None else ripup)
     else:
         module, report = lock_and_place(build, work, per_tile, target)
     neurons, relays, head, routes = arrivals(report, module, placement.drivers(module["cells"]))
@@ -313,9 +316,13 @@ def main():
                         help="neurons a tile on average, 1..8 (default 4)")
     parser.add_argument("--seeds", type=int, default=0, metavar="N",
                         help="a --place build: place and route it again with nextpnr seeds 1..N")
+    parser.add_argument("--goal", type=float, metavar="MHZ",
+                        help="with --seeds: nextpnr's timing goal (default: the build's)")
+    parser.add_argument("--ripup", action=argparse.BooleanOptionalAction,
+                        help="with --seeds: nextpnr's timing-driven rip-up (default: as the build)")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="locked-") as tmp:
-        probe(a.build, Path(tmp), a.per_tile, a.seeds)
+        probe(a.build, Path(tmp), a.per_tile, a.seeds, a.goal, a.ripup)
 
 
 if __name__ == "__main__":

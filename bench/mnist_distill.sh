@@ -51,10 +51,16 @@ $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-r
 $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready-hops" --board ulx3s-85f \
     --core-only $PIPE --place --always-ready --hops
 $T $BIN/lutnet sim "$OUT/mnist-k4-local/ecp5-always-ready-hops" --data-dir "$DATA" --random-ready
-# per stage, and every route between flip-flops by its length; then nextpnr seeds 1-4
-$BIN/python bench/locked_placement.py "$OUT/mnist-k4-local/ecp5-always-ready-hops" --seeds 4
-# the hops' length: 8, 16 and 20 tiles a hop (10, the default, above)
-for t in 8 16 20; do
+# per stage, and every route between flip-flops by its length; then nextpnr seeds 1-4 (routed for
+# 0.8 of the ceiling with rip-up, as the build); the goal alone, the board clock's goal, and a
+# goal out of reach
+B="$OUT/mnist-k4-local/ecp5-always-ready-hops"
+$BIN/python bench/locked_placement.py "$B" --seeds 4
+$BIN/python bench/locked_placement.py "$B" --seeds 1 --no-ripup | grep "seeds 1-"
+$BIN/python bench/locked_placement.py "$B" --seeds 1 --goal 25 | grep "seeds 1-"
+$BIN/python bench/locked_placement.py "$B" --seeds 1 --goal 475 | grep "seeds 1-"
+# the hops' length: 8, 9, 11, 12, 16 and 20 tiles a hop (10, the default, above)
+for t in 8 9 11 12 16 20; do
     $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready-hops$t" --board ulx3s-85f \
         --core-only $PIPE --place --always-ready --hops $t
 done
