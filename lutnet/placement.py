@@ -136,11 +136,12 @@ def _plain_ff(cells, driver, bit, skipped, what) -> str | None:
 #: middle of the square is contested: the counters converge on it and push neurons away, which
 #: lengthens the layers' routes, and the argmax's groups pushed out of it lengthen its own.
 #: ``ROOT_WEIGHT`` is a class's last counters'. On the local MNIST core (``--place --always-ready
-#: --hops``) the flip-flop-to-flip-flop routes over 11 tiles (shorter ones arrive within the
-#: 2.16 ns budget but for 2 of 12,030) went from 230 to 84, the longest from 20 to 16 tiles, and Fmax from
-#: 399.2 to 426.1 MHz, with weights 4 / 1.5 / 2 instead of 2 / 1 / 1, the roots on a ring
-#: (``ROOT_RING``) and room for the delay lines (``CHAIN_ROOM``); 4 / 8 / 8 without the ring
-#: left a hole in the middle that the encoder's and the layers' routes had to cross (378.2 MHz).
+#: --hops``, the board clock as nextpnr's goal) the flip-flop-to-flip-flop routes over 11 tiles
+#: (shorter ones arrive within the 2.16 ns budget but for 2 of 12,030) went from 230 to 84, the
+#: longest from 20 to 16 tiles, and Fmax from 399.2 to 426.1 MHz, with weights 4 / 1.5 / 2
+#: instead of 2 / 1 / 1, the roots on a ring (``ROOT_RING``) and room for the delay lines
+#: (``CHAIN_ROOM``); 4 / 8 / 8 without the ring left a hole in the middle that the encoder's and
+#: the layers' routes had to cross (378.2 MHz).
 NEURON_WEIGHT = 4.0
 ROOT_WEIGHT = 1.5
 ARGMAX_WEIGHT = 2.0
@@ -245,8 +246,9 @@ def counter_plan(net: Network) -> list:
     for n, p in pinned.items():
         at[n] = p
     for _ in range(200):
-        new = np.array([pinned[n] if n in pinned else np.mean(fixed[n] + [at[j] for j in neighbours[n]], axis=0)
-                        if fixed[n] or neighbours[n] else at[n] for n in range(len(at))])
+        new = np.array([pinned[n] if n in pinned
+                        else np.mean(fixed[n] + [at[j] for j in neighbours[n]], axis=0) if fixed[n] or neighbours[n]
+                        else at[n] for n in range(len(at))])
         if np.abs(new - at).max() < 1e-4:
             break
         at = new
@@ -381,8 +383,8 @@ def head_hops(net: Network, options, tiles: int = HOP_TILES) -> tuple:
     pos = locality.net_positions(net)
     neurons = _lockable_neurons(net, options)
     argmax = argmax_plan(net, plan) if options.relay_inputs else []
-    side, neuron_tiles, counter_tiles, _, _ = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons], plan,
-                                                         net.encoder.n_out, argmax)
+    side, neuron_tiles, counter_tiles, _, _ = _layout_tiles([tuple(pos[1 + i][j]) for i, j in neurons],
+                                                            plan, net.encoder.n_out, argmax)
     return _hops_needed(plan, counter_tiles, _sources(plan, counter_tiles,
                                                       _member_tile(net, dict(zip(neurons, neuron_tiles)), pos, side)),
                         tiles)
@@ -459,7 +461,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     if not any(f"{prefix}head.{name}" in names for name, _ in argmax):
         argmax = []
     side, neuron_tiles, counter_tiles, argmax_tiles, room = _layout_tiles([n[0] for n in neurons], plan,
-                                                                    len(encoder), argmax)
+                                                                          len(encoder), argmax)
     # the argmax's delay lines may take a margin of tiles beyond the square, right and below
     margin = max(2, side // 4) if argmax else 0
     rows = [y for y in range(ORIGIN, ORIGIN + side + margin + len(skip_rows)) if y not in set(skip_rows)]
@@ -579,9 +581,10 @@ def _lock_chains(cells: dict, names: dict, stems: tuple, driver, read_by, slots:
     chains with sinks first. Chains that reach none (the delayed scores on their way out) head
     for the tile ``end`` (X, Y) where the index leaves the argmax, a tile a step at most, in
     flip-flops outside the ``crowded`` tiles (X, Y: the neurons'; there they slowed the layers'
-    routes) unless none is within :data:`CROWDED_TILES` more. Returns how many were locked. (Assigned all at once with the least total squared distance from their
-    share of the way, the delayed scores crowded the argmax's tiles and a few steps took 19
-    tiles; placed by nextpnr, some took 20-33 tiles on the MNIST core.)"""
+    routes) unless none is within :data:`CROWDED_TILES` more. Returns how many were locked.
+    (Assigned all at once with the least total squared distance from their share of the way, the
+    delayed scores crowded the argmax's tiles and a few steps took 19 tiles; placed by nextpnr,
+    some took 20-33 tiles on the MNIST core.)"""
     def at(cell):
         m = _XY.match(cells[cell]["attributes"].get("BEL", ""))
         return None if m is None else np.array([int(m[1]), int(m[2])], dtype=float)
