@@ -59,6 +59,13 @@ $BIN/python bench/locked_placement.py "$B" --seeds 4
 $BIN/python bench/locked_placement.py "$B" --seeds 1 --no-ripup | grep "seeds 1-"
 $BIN/python bench/locked_placement.py "$B" --seeds 1 --goal 25 | grep "seeds 1-"
 $BIN/python bench/locked_placement.py "$B" --seeds 1 --goal 475 | grep "seeds 1-"
+# the layout's constants, placed again on this netlist without place and route
+$BIN/python bench/layout_routes.py "$B"
+$BIN/python bench/layout_routes.py "$B" --set NEURON_WEIGHT=2 --set ROOT_WEIGHT=1 --set ARGMAX_WEIGHT=1 \
+    --set ROOT_RING=0 --set TILE_FILL=1 --set CHAIN_ROOM=0
+for s in ROOT_RING=0 ROOT_RING=0.2 ROOT_RING=0.3 CHAIN_ROOM=1 TILE_FILL=1 TILE_FILL=0.9 TILE_FILL=0.7 TILE_FILL=0.6; do
+    $BIN/python bench/layout_routes.py "$B" --set $s
+done
 # the hops' length: 8, 9, 11, 12, 16 and 20 tiles a hop (10, the default, above)
 for t in 8 9 11 12 16 20; do
     $T $BIN/lutnet build "$OUT/mnist-k4-local" -o "$OUT/mnist-k4-local/ecp5-always-ready-hops$t" --board ulx3s-85f \

@@ -147,12 +147,15 @@ ROOT_WEIGHT = 1.5
 ARGMAX_WEIGHT = 2.0
 #: The radius (a share of the square's side) of the ring the classes' roots are pinned to, in
 #: class order, around the middle: every class reads every region, so without it all roots and
-#: the whole argmax want the same few tiles (the counters were 12 tiles from their points at the
-#: median, 20 at most, and needed more hops).
+#: the whole argmax want the same few tiles. On the local MNIST core the argmax's relay groups
+#: land 4.1 tiles from their points at the median, 8.1 at most (7.5 and 17.7 before), and the
+#: routes between locked flip-flops over 11 tiles are 84 against 176 unpinned, 168 and 241 with
+#: rings of 0.2 and 0.3 (``bench/layout_routes.py BUILD --set ROOT_RING=0``). 0: not pinned.
 ROOT_RING = 0.1
 #: One tile left free for the argmax's delay lines for every this many of its relay groups, at
 #: their points: the middle of the square is otherwise full to the last flip-flop, and a delay
-#: line stepping towards its sink found its nearest free flip-flop 13-18 tiles away.
+#: line stepping towards its sink found its nearest free flip-flop 13-18 tiles away (415.8 MHz
+#: without, 426.1 with, both with the board clock as nextpnr's goal). 0: none.
 CHAIN_ROOM = 3
 
 
@@ -242,7 +245,7 @@ def counter_plan(net: Network) -> list:
     last, classes = max(k["stage"] for k in plan), max(k["cls"] for k in plan) + 1
     pinned = {n: 0.5 + ROOT_RING * np.array([np.sin(2 * np.pi * k["cls"] / classes),
                                              np.cos(2 * np.pi * k["cls"] / classes)])
-              for n, k in enumerate(plan) if k["stage"] == last and classes > 1}
+              for n, k in enumerate(plan) if k["stage"] == last and classes > 1 and ROOT_RING > 0}
     for n, p in pinned.items():
         at[n] = p
     for _ in range(200):
@@ -324,9 +327,10 @@ HOP_TILES = 10
 
 #: The share of the square's tiles the neurons, counters and argmax groups take; the rest is room
 #: for the encoder's bits, the hops and the delay lines near their points. Placed again on one
-#: netlist of the local MNIST core, the routes over 11 tiles were 169, 132, 143 and 178 for 1.0,
-#: 0.8, 0.7 and 0.6: a full square pushes registers away from their points, a sparse one
-#: spreads the layers.
+#: netlist of the local MNIST core (``bench/layout_routes.py BUILD --set TILE_FILL=...``), the
+#: routes between locked flip-flops over 11 tiles are 86, 67, 84, 116 and 185 for 1.0, 0.9, 0.8,
+#: 0.7 and 0.6, those over 14 tiles (mostly late) 8, 4, 1, 1 and 5: a full square pushes
+#: registers away from their points, a sparse one spreads the layers.
 TILE_FILL = 0.8
 
 
@@ -334,9 +338,10 @@ def _layout_tiles(neuron_points: list, plan: list, n_encoder: int, argmax: list 
     """The square's side and the tiles of the neurons, of the head's counters, of the argmax's
     relay groups and of the tiles left free for its delay lines (see :func:`lock_layers`)."""
     n, c, a = len(neuron_points), len(plan), len(argmax)
-    side = max(math.ceil(math.sqrt((n + c + a) / TILE_FILL)), math.ceil(math.sqrt(n_encoder / len(SPARE))))
+    room = [at for _, at in argmax][::CHAIN_ROOM] if CHAIN_ROOM else []
+    side = max(math.ceil(math.sqrt((n + c + a) / TILE_FILL)), math.ceil(math.sqrt(n + c + a + len(room))),
+               math.ceil(math.sqrt(n_encoder / len(SPARE))))
     last = max((k["stage"] for k in plan), default=0)
-    room = [at for _, at in argmax][::CHAIN_ROOM]
     tiles = _assign(list(neuron_points) + [k["at"] for k in plan] + [at for _, at in argmax] + room, side, 1,
                     weights=[NEURON_WEIGHT] * n + [ROOT_WEIGHT if k["stage"] == last else 1 for k in plan]
                     + [ARGMAX_WEIGHT] * (a + len(room)))

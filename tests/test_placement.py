@@ -221,7 +221,7 @@ def test_head_hops_follow_the_distances():
     assert all(a >= b for a, b in zip(short, hops)) and sum(short) > sum(hops)
 
 
-def test_roots_on_a_ring_and_room_for_the_delay_lines():
+def test_roots_on_a_ring_and_room_for_the_delay_lines(monkeypatch):
     """Every class reads every region, so all roots would converge on the middle: each class's
     last counters are pinned to their own point of a ring around it, and the layout leaves free
     tiles among the argmax's groups for its delay lines."""
@@ -244,6 +244,11 @@ def test_roots_on_a_ring_and_room_for_the_delay_lines():
     taken = neuron_tiles + counter_tiles + argmax_tiles + room
     assert len(set(taken)) == len(taken)                  # one thing a tile
     assert side * side * placement.TILE_FILL >= len(neuron_tiles) + len(counter_tiles) + len(argmax_tiles)
+    # a square with no share left free (here exactly full: 47 x 47 tiles) still gives every point
+    # and every free tile a tile of its own
+    monkeypatch.setattr(placement, "TILE_FILL", 1.0)
+    *_, argmax_tiles, room = placement._layout_tiles(neurons[:1470], plan, 784, argmax)
+    assert None not in argmax_tiles + room and len(room) > 0
     middle = np.mean(argmax_tiles, axis=0)
     spread = np.median([np.abs(np.subtract(t, middle)).sum() for t in argmax_tiles])
     assert np.median([np.abs(np.subtract(t, middle)).sum() for t in room]) <= spread + 2
