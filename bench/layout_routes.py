@@ -4,8 +4,9 @@ the head's counters and the argmax's relay groups land from their points, and ho
 between locked flip-flops are longer than 11 tiles (columns plus rows; on ECP5 the shorter ones
 arrive within 0.8 of the fabric ceiling's period, the longer ones often do not), by the net that
 carries them. `--set NAME=VALUE` changes a constant of lutnet.placement first (NEURON_WEIGHT,
-ROOT_WEIGHT, ARGMAX_WEIGHT, ROOT_RING, TILE_FILL, CHAIN_ROOM, CROWDED_TILES), so layouts can be
-compared on one netlist in seconds (the hops the netlist has stay as they were built).
+ROOT_WEIGHT, ARGMAX_WEIGHT, ROOT_RING, TILE_FILL, CHAIN_ROOM, CROWDED_TILES, HOP_SWEEPS,
+LATE_TILES), so layouts can be compared on one netlist in seconds (the hops the netlist has stay
+as they were built).
 
     bench/layout_routes.py BUILD [--set ROOT_RING=0.2 ...]
 """

@@ -63,8 +63,17 @@ $BIN/python bench/locked_placement.py "$B" --seeds 1 --goal 475 | grep "seeds 1-
 $BIN/python bench/layout_routes.py "$B"
 $BIN/python bench/layout_routes.py "$B" --set NEURON_WEIGHT=2 --set ROOT_WEIGHT=1 --set ARGMAX_WEIGHT=1 \
     --set ROOT_RING=0 --set TILE_FILL=1 --set CHAIN_ROOM=0
-for s in ROOT_RING=0 ROOT_RING=0.2 ROOT_RING=0.3 CHAIN_ROOM=1 TILE_FILL=1 TILE_FILL=0.9 TILE_FILL=0.7 TILE_FILL=0.6; do
+for s in ROOT_RING=0 ROOT_RING=0.2 ROOT_RING=0.3 CHAIN_ROOM=1 TILE_FILL=1 TILE_FILL=0.9 TILE_FILL=0.7 TILE_FILL=0.6 \
+        HOP_SWEEPS=0 HOP_SWEEPS=1 HOP_SWEEPS=2 HOP_SWEEPS=5; do
     $BIN/python bench/layout_routes.py "$B" --set $s
+done
+# a fuller square, built (it plans more hops): TILE_FILL 0.9, and 1.0, which has too few free
+# flip-flops for them (the build stops with that error)
+for f in 0.9 1.0; do
+    $T $BIN/python -c "import sys; from lutnet import placement; placement.TILE_FILL = $f
+from lutnet.cli import main; sys.exit(main(sys.argv[1:]))" build "$OUT/mnist-k4-local" \
+        -o "$OUT/mnist-k4-local/ecp5-always-ready-hops-fill$f" --board ulx3s-85f --core-only $PIPE --place \
+        --always-ready --hops || true
 done
 # the hops' length: 8, 9, 11, 12, 16 and 20 tiles a hop (10, the default, above)
 for t in 8 9 11 12 16 20; do

@@ -9,11 +9,13 @@ near its position on a square of tiles (all layers on one square, one neuron a t
 with the least total displacement), with its relay registers
 (``PipelineOptions.relay_inputs``) in the same tile. Each stage is then a route alone (a register
 to a relay, short when the net was trained ``--local``) or a LUT reading registers in its own tile.
-Encoder bits take the tiles' spare flip-flops, each among the neurons that read it. A group-sum
+Encoder bits take the tiles' spare flip-flops, each among the neurons that read it (a bit that
+its comparator's LUT loads is left to nextpnr, which keeps the two together). A group-sum
 head built with one LUT between registers (``PipelineOptions.one_lut_head``) has its counters
 placed the same way, a counter with its relays a tile, on the same square
 (:func:`_head_counters`), and the hop registers that ``PipelineOptions.head_hops`` puts before
-the counters' relays (:func:`head_hops` chooses how many) along the routes they split. The
+the counters' relays (:func:`head_hops` chooses how many) along the routes they split, then
+moved for the shortest routes into and out of them (:func:`_lock_hops`). The
 head's argmax, built with relays too (:func:`lutnet.hdl.argmax.build_one_lut_argmax`), has each
 relay register in a tile of its own with the LUTs that read it, on the same square, near the
 roots of the classes it compares (:func:`argmax_plan`), and its delay lines in free flip-flops
@@ -149,8 +151,9 @@ ARGMAX_WEIGHT = 2.0
 #: class order, around the middle: every class reads every region, so without it all roots and
 #: the whole argmax want the same few tiles. On the local MNIST core the argmax's relay groups
 #: land 4.1 tiles from their points at the median, 8.1 at most (7.5 and 17.7 before), and the
-#: routes between locked flip-flops over 11 tiles are 84 against 176 unpinned, 168 and 241 with
-#: rings of 0.2 and 0.3 (``bench/layout_routes.py BUILD --set ROOT_RING=0``). 0: not pinned.
+#: routes between locked flip-flops over 11 tiles are 49 against 134 unpinned, 65 and 70 with
+#: rings of 0.2 and 0.3, those over 14 tiles 1 against 21, 15 and 28 (``bench/layout_routes.py
+#: BUILD --set ROOT_RING=0``). 0: not pinned.
 ROOT_RING = 0.1
 #: One tile left free for the argmax's delay lines for every this many of its relay groups, at
 #: their points: the middle of the square is otherwise full to the last flip-flop, and a delay
@@ -327,10 +330,11 @@ HOP_TILES = 10
 
 #: The share of the square's tiles the neurons, counters and argmax groups take; the rest is room
 #: for the encoder's bits, the hops and the delay lines near their points. Placed again on one
-#: netlist of the local MNIST core (``bench/layout_routes.py BUILD --set TILE_FILL=...``), the
-#: routes between locked flip-flops over 11 tiles are 86, 67, 84, 116 and 185 for 1.0, 0.9, 0.8,
-#: 0.7 and 0.6, those over 14 tiles (mostly late) 8, 4, 1, 1 and 5: a full square pushes
-#: registers away from their points, a sparse one spreads the layers.
+#: netlist of the local MNIST core (``bench/layout_routes.py BUILD --set TILE_FILL=...``, the
+#: hops as built), the routes between locked flip-flops over 11 tiles are 29, 34, 49, 75 and 117
+#: for 1.0, 0.9, 0.8, 0.7 and 0.6; but built so, a fuller square needs more hops: at 1.0 more
+#: than it has free flip-flops (4,672 for 4,225), at 0.9 a hop stage more (latency 66 against
+#: 64) and 461.9 against 466.9 MHz. A sparse one spreads the layers.
 TILE_FILL = 0.8
 
 
@@ -452,8 +456,17 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
                 continue
             seen.add(bit)
             ff = _plain_ff(cells, driver, bit, skipped, "encoder bit")
-            if ff is not None:
-                encoder.append((tuple(pos[0][b]), ff))
+            if ff is None:
+                continue
+            lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
+            if lut is not None and cells[lut]["type"] == "LUT4" \
+                    and len(read_by[cells[lut]["connections"]["Z"][0]]) == 1:
+                # nextpnr-ecp5 keeps a LUT4 and the one flip-flop it loads together, where the
+                # LUT goes: locked alone, 54 of the 62 such bits of the local digits core moved;
+                # locked with its LUT, the comparators' inputs were too far (glue 2.57 ns)
+                skipped["encoder bit: its comparator's LUT loads it (left to nextpnr)"] += 1
+                continue
+            encoder.append((tuple(pos[0][b]), ff))
     if not neurons:
         raise PlacementError("no LUT neuron of the netlist can be locked (are the layers registered, "
                              "with relays?)")
@@ -510,7 +523,8 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     argmax_cells = _lock_argmax(cells, names, prefix, argmax, argmax_tiles, driver, read_by, skipped, bel)
     hops = _lock_hops(cells, plan, counter_tiles, _sources(
         plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
-        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles) | set(room)], bel)
+        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles) | set(room)], bel,
+        lambda p: (ORIGIN + p[0], rows[int(p[1])] + p[1] % 1))
     chained = 0
     if argmax:
         ends = [t for (name, _), t in zip(argmax, argmax_tiles) if name.startswith("relay_argmax_index")]
@@ -672,19 +686,26 @@ TILE_FFS = tuple(f"SLICE{s}.FF{i}" for s in "ABCD" for i in (0, 1))
 
 
 def _lock_hops(cells: dict, plan: list, counter_tiles: list, sources: list, neuron_tiles: list,
-               spare: dict, all_tiles: list, bel) -> int:
-    """Lock the hop registers of the head's relays (``hop_ffs``): hop ``t`` of ``H`` at the
-    point ``(t + 1) / (H + 1)`` of the way from the relay's source to its counter, in the free
-    flip-flop nearest it (spare ones of the neurons' tiles, the counters' last, and tiles nobody
-    uses), assigned with the least total squared distance. Returns how many were locked."""
-    points, ffs = [], []
+               spare: dict, all_tiles: list, bel, at) -> int:
+    """Lock the hop registers of the head's relays (``hop_ffs``) in free flip-flops (spare ones
+    of the neurons' tiles, the counters' last, and tiles nobody uses): first hop ``t`` of ``H``
+    nearest the point ``(t + 1) / (H + 1)`` of the way from the relay's source to its counter
+    (the least total squared distance), then :data:`HOP_SWEEPS` times each hop index again, the
+    hops of all chains at once, for the least total :func:`_leg_cost` of the routes into and out
+    of them on the fabric (``at``: a point of the square -> the fabric's column and row, rows
+    without slices counted). Returns how many were locked."""
+    points, ffs, chains = [], [], []     # chains: (source, [index in ffs or None], destination)
     for k, srcs, t in zip(plan, sources, counter_tiles):
         dst = np.asarray(t, dtype=float) + 0.5
         for chain, src in zip(k["hop_ffs"], srcs):
+            members = []
             for h, ff in enumerate(chain):
+                members.append(len(ffs) if ff is not None else None)
                 if ff is not None:
                     points.append(src + (h + 1) / (len(chain) + 1) * (dst - src))
                     ffs.append(ff)
+            if members and None not in members:
+                chains.append((np.asarray(at(src)), members, np.asarray(at(dst))))
     if not ffs:
         return 0
     taken_tiles = set(neuron_tiles) | set(counter_tiles)
@@ -696,7 +717,44 @@ def _lock_hops(cells: dict, plan: list, counter_tiles: list, sources: list, neur
     centres = np.array([t for t, _ in slots], dtype=float) + 0.5
     cost = ((np.array(points)[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
     rows, cols = linear_sum_assignment(cost)
-    for r, c in zip(rows, cols):
-        t, slot = slots[c]
-        cells[ffs[r]]["attributes"]["BEL"] = bel(t, slot)
+    slot_of = np.empty(len(ffs), dtype=int)
+    slot_of[rows] = cols
+    fabric = np.array([at(c) for c in centres])
+    for _ in range(HOP_SWEEPS):
+        for h in range(max((len(m) for _, m, _ in chains), default=0)):
+            moving = [(src, m, dst) for src, m, dst in chains if len(m) > h]
+            idx = np.array([m[h] for _, m, _ in moving])
+            before = np.array([src if h == 0 else fabric[slot_of[m[h - 1]]] for src, m, _ in moving])
+            after = np.array([dst if h == len(m) - 1 else fabric[slot_of[m[h + 1]]] for _, m, dst in moving])
+            free = np.ones(len(slots), dtype=bool)
+            free[slot_of] = False
+            free[slot_of[idx]] = True
+            cand = np.flatnonzero(free)
+            cost = _leg_cost(_tiles_apart(before, fabric[cand])) + _leg_cost(_tiles_apart(after, fabric[cand]))
+            r, c = linear_sum_assignment(cost)
+            slot_of[idx[r]] = cand[c]
+    for i, ff in enumerate(ffs):
+        t, slot = slots[slot_of[i]]
+        cells[ff]["attributes"]["BEL"] = bel(t, slot)
     return len(ffs)
+
+
+#: Sweeps of :func:`_lock_hops` over the hop indices, each placing one hop of every chain again.
+HOP_SWEEPS = 3
+
+
+#: On the ECP5-85F, a route between flip-flops over this many tiles (columns plus rows) is often
+#: late for 0.8 of the fabric ceiling (``bench/locked_placement.py BUILD``, local MNIST core:
+#: 1 of 10,520 routes of 0-11 tiles late, 11 of 219 of 12-14, 24 of 55 longer).
+LATE_TILES = 11
+
+
+def _tiles_apart(a, b):
+    """Columns plus rows between each point of ``a`` (rows) and each of ``b`` (columns)."""
+    return np.abs(a[:, None, 0] - b[None, :, 0]) + np.abs(a[:, None, 1] - b[None, :, 1])
+
+
+def _leg_cost(tiles):
+    """The cost of a route between flip-flops ``tiles`` long (columns plus rows): its square,
+    and steeply more past :data:`LATE_TILES`."""
+    return tiles ** 2 + 100.0 * np.maximum(tiles - LATE_TILES, 0) ** 2
