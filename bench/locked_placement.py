@@ -19,7 +19,8 @@ It prints, for both runs, Fmax and the median and slowest register-input arrival
 (lutnet.pnr.stage_timing), and the arrivals at the locked neurons by how far (in tiles) their
 farthest input sits: the budget of 0.8 of the fabric ceiling is 2.16 ns. A `--place` build is
 measured as it was placed (how many register inputs per stage are over the budget too), and
-`--seeds N` places and routes its locked netlist again with nextpnr seeds 1..N.
+`--seeds N` places and routes its locked netlist again with nextpnr seeds 1..N, and counts the
+locked cells that nextpnr placed elsewhere (seed 1).
 
     lutnet distill runs/mnist-1500 -o OUT --k 4 --group 50 --local 0.1
     lutnet build OUT -o OUT/ecp5 --board ulx3s-85f --core-only --adder-levels-per-stage 1 \\
@@ -36,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from lutnet import locality, placement, pnr, targets
@@ -52,12 +53,14 @@ _NO_BEL = re.compile(r"No Bel named 'X\d+/Y(\d+)/")
 
 
 def nextpnr(work: Path, netlist: str, report: str, target, seed: int = pnr.SEED, goal: float = 25,
-            ripup: bool = False) -> dict:
+            ripup: bool = False, write: str | None = None) -> dict:
     """Place and route ``netlist`` as the build does (with ``seed``, the timing ``goal`` in MHz and
-    ``ripup``, see ``lutnet.flow.PLACE_GOAL``); the report, or the error line."""
+    ``ripup``, see ``lutnet.flow.PLACE_GOAL``; the placed netlist written to ``write``, if given);
+    the report, or the error line."""
     args = ["--json", netlist, "--top", TOP, "--freq", f"{goal:g}", "--seed", str(seed), "--report", report,
             "--detailed-timing-report", "--timing-allow-fail", "-q", "--out-of-context",
-            f"--{target.device}", "--package", target.package] + (["--tmg-ripup"] if ripup else [])
+            f"--{target.device}", "--package", target.package] + (["--tmg-ripup"] if ripup else []) \
+        + (["--write", write] if write else [])
     if getattr(target, "speed_grade", ""):
         args += ["--speed", str(target.speed_grade)]
     done = subprocess.run(pnr.tool_command("nextpnr-ecp5") + args, cwd=work, capture_output=True, text=True)
@@ -219,6 +222,17 @@ def late_by_stage(report: dict) -> dict:
     return {s: (late[s], total[s]) for s in sorted(total)}
 
 
+def moved(placed: Path, routed: Path) -> Counter:
+    """The cells locked in ``placed`` (a ``BEL`` attribute) that nextpnr's ``routed`` netlist has
+    elsewhere (``NEXTPNR_BEL``), by net name with the numbers as #: nextpnr-ecp5 keeps a LUT4 and
+    the one flip-flop it loads together where the LUT goes, whatever the flip-flop's BEL says."""
+    cells = json.loads(placed.read_text())["modules"][TOP]["cells"]
+    final = next(iter(json.loads(routed.read_text())["modules"].values()))["cells"]
+    return Counter(re.sub(r"\d+", "#", name.split("_TRELLIS")[0]) for name, cell in cells.items()
+                   if "BEL" in cell["attributes"]
+                   and final[name]["attributes"].get("NEXTPNR_BEL") != cell["attributes"]["BEL"])
+
+
 def seeds(build: Path, work: Path, n: int, target, goal: float, ripup: bool):
     """Place and route the build's locked netlist again with seeds 1..n, the timing ``goal`` (MHz)
     and ``ripup``: Fmax for each, and the median (nextpnr's placement of the cells lutnet leaves
@@ -226,10 +240,15 @@ def seeds(build: Path, work: Path, n: int, target, goal: float, ripup: bool):
     shutil.copy(build / "pnr" / "placed.json", work / "placed.json")
     fmax = []
     for seed in range(1, n + 1):
-        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed, goal, ripup)
+        report = nextpnr(work, "placed.json", f"seed{seed}.json", target, seed, goal, ripup,
+                         write="routed.json" if seed == 1 else None)
         if "error" in report:
             sys.exit(f"nextpnr-ecp5 failed (seed {seed}): {report['error']}")
         fmax.append(report["fmax"]["clk"]["achieved"])
+        if seed == 1:
+            print("locked cells that nextpnr placed elsewhere (seed 1): "
+                  + (", ".join(f"{k} {v}" for k, v in moved(work / "placed.json", work / "routed.json").most_common())
+                     or "none"))
     print(f"Fmax with seeds 1-{n}, goal {goal:g} MHz{', rip-up' if ripup else ''} (MHz): "
           f"{', '.join(f'{f:.1f}' for f in fmax)}; median "
           f"{statistics.median(fmax):.1f}, best {max(fmax):.1f} (seed {fmax.index(max(fmax)) + 1})")

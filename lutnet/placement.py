@@ -462,7 +462,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
             if lut is not None and cells[lut]["type"] == "LUT4" \
                     and len(read_by[cells[lut]["connections"]["Z"][0]]) == 1:
                 # nextpnr-ecp5 keeps a LUT4 and the one flip-flop it loads together, where the
-                # LUT goes: locked alone, 54 of the 62 such bits of the local digits core moved;
+                # LUT goes: locked alone, 57 of the 62 such bits of the local digits core moved;
                 # locked with its LUT, the comparators' inputs were too far (glue 2.57 ns)
                 skipped["encoder bit: its comparator's LUT loads it (left to nextpnr)"] += 1
                 continue
@@ -524,7 +524,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     hops = _lock_hops(cells, plan, counter_tiles, _sources(
         plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
         neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles) | set(room)], bel,
-        lambda p: (ORIGIN + p[0], rows[int(p[1])] + p[1] % 1))
+        lambda p: (ORIGIN + p[0], rows[min(int(p[1]), len(rows) - 1)] + p[1] % 1))
     chained = 0
     if argmax:
         ends = [t for (name, _), t in zip(argmax, argmax_tiles) if name.startswith("relay_argmax_index")]
