@@ -23,7 +23,7 @@ from lutnet import locality, placement
 from lutnet.ir import Network
 
 TOP = "lutnet_top"
-LONG = 11
+LONG = placement.LATE_TILES            # read before --set changes it
 _XY = re.compile(r"X(\d+)/Y(\d+)/")
 
 

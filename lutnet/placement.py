@@ -458,9 +458,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
             ff = _plain_ff(cells, driver, bit, skipped, "encoder bit")
             if ff is None:
                 continue
-            lut = driver.get(cells[ff]["connections"]["DI"][0], (None,))[0]
-            if lut is not None and cells[lut]["type"] == "LUT4" \
-                    and len(read_by[cells[lut]["connections"]["Z"][0]]) == 1:
+            if _lut_of(cells, driver, read_by, ff, skipped, "encoder bit") is not None:
                 # nextpnr-ecp5 keeps a LUT4 and the one flip-flop it loads together, where the
                 # LUT goes: locked alone, 57 of the 62 such bits of the local digits core moved;
                 # locked with its LUT, the comparators' inputs were too far (glue 2.57 ns)
@@ -486,6 +484,9 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
 
     def xy(tile):
         return ORIGIN + tile[0], rows[tile[1]]
+
+    def at(point):                      # a point of the square (tile units) on the fabric
+        return ORIGIN + point[0], rows[min(int(point[1]), len(rows) - 1)] + point[1] % 1
 
     def bel(tile, slot):
         return "X{}/Y{}/".format(*xy(tile)) + slot
@@ -523,8 +524,7 @@ def lock_layers(module: dict, net: Network, prefix: str = "", skip_rows=()) -> d
     argmax_cells = _lock_argmax(cells, names, prefix, argmax, argmax_tiles, driver, read_by, skipped, bel)
     hops = _lock_hops(cells, plan, counter_tiles, _sources(
         plan, counter_tiles, _member_tile(net, {n[4]: t for n, t in zip(neurons, neuron_tiles)}, pos, side)),
-        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles) | set(room)], bel,
-        lambda p: (ORIGIN + p[0], rows[min(int(p[1]), len(rows) - 1)] + p[1] % 1))
+        neuron_tiles, spare, [t for t in all_tiles if t not in set(argmax_tiles) | set(room)], bel, at)
     chained = 0
     if argmax:
         ends = [t for (name, _), t in zip(argmax, argmax_tiles) if name.startswith("relay_argmax_index")]
